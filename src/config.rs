@@ -1,0 +1,547 @@
+//! Configuration: `RawConfig` mirrors the TOML file; [`Config`] is the validated form,
+//! built once at start-up. Every error names the file, the line and the field.
+//!
+//! Nothing reads the environment or the file again after [`Config::load`] returns.
+
+use crate::core::{Catalog, CoreConfig, Currency, PaymentMethod, PolicyConfig, Product, Slot, SlotId, Timeouts};
+use crate::hw::{PinMap, SimConfig, VendTiming};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The configuration embedded in the binary: a 6×10 machine, simulated hardware.
+/// It is also the documented example (`config/example-6x10.toml`).
+pub const EMBEDDED: &str = include_str!("../config/example-6x10.toml");
+
+/// A configuration error: file, line (1-based, 0 when unknown), field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {field}: {message}")]
+pub struct ConfigError {
+    /// The file (or `<embedded>`).
+    pub file: String,
+    /// Line of the offending value.
+    pub line: usize,
+    /// Dotted field path, e.g. `slots[3].price`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    machine: Spanned<RawMachine>,
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    http: Option<Spanned<RawHttp>>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    vend: RawVend,
+    #[serde(default)]
+    offline: Option<Spanned<RawOffline>>,
+    #[serde(default)]
+    security: Option<Spanned<RawSecurity>>,
+    #[serde(default)]
+    hardware: Option<Spanned<RawHardware>>,
+    #[serde(default)]
+    sim: SimConfig,
+    planogram: RawPlanogram,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlanogram {
+    products: Vec<Spanned<RawProduct>>,
+    slots: Vec<Spanned<RawSlot>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMachine {
+    id: String,
+    site: String,
+    #[serde(default)]
+    serial: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    location: String,
+    rows: u8,
+    cols: u8,
+    currency: Currency,
+    #[serde(default)]
+    day_offset_minutes: i32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    listen: String,
+    allow_non_loopback: bool,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp { listen: "127.0.0.1:8080".into(), allow_non_loopback: false }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTimeouts {
+    shopping_ms: u64,
+    credential_ms: u64,
+    warn_before_ms: u64,
+    authorising_ms: u64,
+    vend_watchdog_ms: u64,
+    settling_ms: u64,
+    receipt_ms: u64,
+}
+
+impl Default for RawTimeouts {
+    fn default() -> Self {
+        let t = Timeouts::default();
+        RawTimeouts {
+            shopping_ms: t.shopping,
+            credential_ms: t.credential,
+            warn_before_ms: t.warn_before,
+            authorising_ms: t.authorising,
+            vend_watchdog_ms: t.vend_watchdog,
+            settling_ms: t.settling,
+            receipt_ms: t.receipt,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawVend {
+    max_attempts: u32,
+    max_cart_items: u32,
+    max_extends: u32,
+    leave_home_timeout_ms: u64,
+    motor_timeout_ms: u64,
+    drop_window_ms: u64,
+    drop_debounce_ms: u64,
+}
+
+impl Default for RawVend {
+    fn default() -> Self {
+        RawVend {
+            max_attempts: 2,
+            max_cart_items: 10,
+            max_extends: 3,
+            leave_home_timeout_ms: 800,
+            motor_timeout_ms: 4000,
+            drop_window_ms: 1500,
+            drop_debounce_ms: 8,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOffline {
+    floor_limit: i64,
+    max_offline_total: i64,
+    max_uses_per_day: u32,
+    methods: Vec<PaymentMethod>,
+    deny: Vec<String>,
+}
+
+impl Default for RawOffline {
+    fn default() -> Self {
+        let p = PolicyConfig::default();
+        RawOffline {
+            floor_limit: p.floor_limit,
+            max_offline_total: p.max_offline_total,
+            max_uses_per_day: p.max_uses_per_day,
+            methods: p.offline_methods.into_iter().collect(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    device_secret: Option<String>,
+    device_secret_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHardware {
+    backend: Backend,
+    pinmap: Option<PathBuf>,
+}
+
+impl Default for RawHardware {
+    fn default() -> Self {
+        RawHardware { backend: Backend::Sim, pinmap: None }
+    }
+}
+
+/// Which hardware backend drives the machine.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The simulated machine.
+    Sim,
+    /// A Raspberry Pi through rppal.
+    Rpi,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProduct {
+    id: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlot {
+    id: SlotId,
+    product: String,
+    price: i64,
+    capacity: u32,
+    #[serde(default)]
+    stock: Option<u32>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Machine identity.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Machine id (MQTT topic part).
+    pub id: String,
+    /// Site id.
+    pub site: String,
+    /// Serial number (DEX ID1).
+    pub serial: String,
+    /// Model (DEX ID1).
+    pub model: String,
+    /// Location text.
+    pub location: String,
+    /// Motor matrix rows.
+    pub rows: u8,
+    /// Motor matrix columns.
+    pub cols: u8,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from.
+    pub file: String,
+    /// Identity.
+    pub machine: Machine,
+    /// Journal and state directory (None: the caller picks one).
+    pub state_dir: Option<PathBuf>,
+    /// HTTP listen address (loopback unless allowed).
+    pub http_listen: SocketAddr,
+    /// Controller configuration.
+    pub core: CoreConfig,
+    /// Motor timing.
+    pub vend_timing: VendTiming,
+    /// The configured planogram (initial stock included).
+    pub catalog: Catalog,
+    /// `config:<sha256>` of the planogram section, so a changed file is noticed.
+    pub planogram_source: String,
+    /// Seconds east of UTC for "per day" limits.
+    pub day_offset_s: i64,
+    /// Initial deny list (credential hashes).
+    pub deny: Vec<String>,
+    /// Secret for keyed hashes of credentials.
+    pub device_secret: Vec<u8>,
+    /// Hardware backend.
+    pub backend: Backend,
+    /// Pin map (for the Pi backend).
+    pub pinmap: Option<PinMap>,
+    /// Simulator parameters.
+    pub sim: SimConfig,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line(&self, pos: usize) -> usize {
+        self.text[..pos.min(self.text.len())].matches('\n').count() + 1
+    }
+    fn err(&self, span: std::ops::Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.file.to_string(), line: self.line(span.start), field: field.into(), message: message.into() }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, line and field.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            field: "-".into(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text, &file, path.parent())
+    }
+
+    /// The embedded default configuration.
+    ///
+    /// # Panics
+    /// Never in a released build: a test checks that the embedded file is valid.
+    pub fn embedded() -> Config {
+        Config::parse(EMBEDDED, "<embedded>", None).expect("the embedded configuration is valid")
+    }
+
+    /// Validates configuration text. `base` resolves relative paths (pin map, secret file).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, line and field.
+    pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+        let cx = Ctx { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().to_string();
+            let field = msg
+                .split('`')
+                .nth(1)
+                .filter(|_| msg.contains("field"))
+                .unwrap_or("-")
+                .to_string();
+            cx.err(span, field, msg)
+        })?;
+        let m_span = raw.machine.span();
+        let m = raw.machine.into_inner();
+        if m.id.is_empty() || !m.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(cx.err(m_span, "machine.id", "use letters, digits, '-' and '_' (it becomes an MQTT topic level)"));
+        }
+        if m.site.is_empty() || !m.site.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(cx.err(m_span, "machine.site", "use letters, digits, '-' and '_' (it becomes an MQTT topic level)"));
+        }
+        if !(1..=26).contains(&m.rows) || !(1..=99).contains(&m.cols) {
+            return Err(cx.err(m_span, "machine.rows/cols", "rows 1–26 (A–Z) and columns 1–99"));
+        }
+        if !(-14 * 60..=14 * 60).contains(&m.day_offset_minutes) {
+            return Err(cx.err(m_span, "machine.day_offset_minutes", "must be within ±840 minutes of UTC"));
+        }
+
+        let (h_span, http) = take(raw.http);
+        let http_listen: SocketAddr = http
+            .listen
+            .parse()
+            .map_err(|_| cx.err(h_span.clone(), "http.listen", format!("`{}` is not an address:port", http.listen)))?;
+        if !http_listen.ip().is_loopback() && !http.allow_non_loopback {
+            return Err(cx.err(
+                h_span,
+                "http.listen",
+                "the API listens on loopback only; set http.allow_non_loopback = true to override",
+            ));
+        }
+
+        let t = raw.timeouts;
+        let timeouts = Timeouts {
+            shopping: t.shopping_ms,
+            credential: t.credential_ms,
+            warn_before: t.warn_before_ms,
+            authorising: t.authorising_ms,
+            vend_watchdog: t.vend_watchdog_ms,
+            settling: t.settling_ms,
+            receipt: t.receipt_ms,
+        };
+        for (name, v) in [
+            ("timeouts.shopping_ms", timeouts.shopping),
+            ("timeouts.credential_ms", timeouts.credential),
+            ("timeouts.authorising_ms", timeouts.authorising),
+            ("timeouts.vend_watchdog_ms", timeouts.vend_watchdog),
+            ("timeouts.settling_ms", timeouts.settling),
+            ("timeouts.receipt_ms", timeouts.receipt),
+        ] {
+            if !(50..=3_600_000).contains(&v) {
+                return Err(cx.err(find(text, name), name, "must be 50 ms to 1 hour"));
+            }
+        }
+        if timeouts.warn_before >= timeouts.shopping.min(timeouts.credential) {
+            return Err(cx.err(find(text, "warn_before_ms"), "timeouts.warn_before_ms", "must be shorter than the shopping and credential time-outs"));
+        }
+        let v = raw.vend;
+        let vend_timing = VendTiming {
+            leave_home_timeout: Duration::from_millis(v.leave_home_timeout_ms),
+            motor_timeout: Duration::from_millis(v.motor_timeout_ms),
+            drop_window: Duration::from_millis(v.drop_window_ms),
+            drop_debounce: Duration::from_millis(v.drop_debounce_ms),
+        };
+        if !(1..=5).contains(&v.max_attempts) {
+            return Err(cx.err(find(text, "max_attempts"), "vend.max_attempts", "must be 1 to 5"));
+        }
+        if !(1..=50).contains(&v.max_cart_items) {
+            return Err(cx.err(find(text, "max_cart_items"), "vend.max_cart_items", "must be 1 to 50"));
+        }
+        let cycle = v.leave_home_timeout_ms + v.motor_timeout_ms + v.drop_window_ms;
+        if timeouts.vend_watchdog <= cycle {
+            return Err(cx.err(
+                find(text, "vend_watchdog_ms"),
+                "timeouts.vend_watchdog_ms",
+                format!("must exceed one motor cycle (leave_home + motor + drop_window = {cycle} ms)"),
+            ));
+        }
+
+        let (o_span, o) = take(raw.offline);
+        if o.floor_limit < 0 || o.max_offline_total < 0 {
+            return Err(cx.err(o_span, "offline", "limits cannot be negative"));
+        }
+        for d in &o.deny {
+            if d.is_empty() || d.len() > 128 {
+                return Err(cx.err(o_span.clone(), "offline.deny", "entries are credential hashes of 1–128 characters"));
+            }
+        }
+        let policy = PolicyConfig {
+            floor_limit: o.floor_limit,
+            max_offline_total: o.max_offline_total,
+            max_uses_per_day: o.max_uses_per_day,
+            offline_methods: o.methods.iter().copied().collect(),
+        };
+
+        let mut products = BTreeMap::new();
+        for (i, p) in raw.planogram.products.iter().enumerate() {
+            let span = p.span();
+            let p = p.get_ref();
+            if p.id.is_empty() || p.name.is_empty() {
+                return Err(cx.err(span, format!("planogram.products[{i}]"), "id and name must not be empty"));
+            }
+            if products.insert(p.id.clone(), Product { id: p.id.clone(), name: p.name.clone() }).is_some() {
+                return Err(cx.err(span, format!("planogram.products[{i}].id"), format!("product `{}` is defined twice", p.id)));
+            }
+        }
+        let mut slots = BTreeMap::new();
+        for (i, s) in raw.planogram.slots.iter().enumerate() {
+            let span = s.span();
+            let s = s.get_ref();
+            let f = |name: &str| format!("planogram.slots[{i}].{name}");
+            if s.id.row() >= m.rows || s.id.col() >= m.cols {
+                return Err(cx.err(span, f("id"), format!("slot {} is outside the {}×{} matrix", s.id, m.rows, m.cols)));
+            }
+            if !products.contains_key(&s.product) {
+                return Err(cx.err(span, f("product"), format!("no product `{}` is defined in planogram.products", s.product)));
+            }
+            if !(0..=100_000_000).contains(&s.price) {
+                return Err(cx.err(span, f("price"), "a price is 0 to 100000000 minor units"));
+            }
+            if s.capacity == 0 || s.capacity > 200 {
+                return Err(cx.err(span, f("capacity"), "capacity is 1 to 200"));
+            }
+            let stock = s.stock.unwrap_or(s.capacity);
+            if stock > s.capacity {
+                return Err(cx.err(span, f("stock"), format!("stock {stock} is more than the capacity {}", s.capacity)));
+            }
+            let slot = Slot { id: s.id.clone(), product: s.product.clone(), price: s.price, capacity: s.capacity, stock, enabled: s.enabled, fault: None };
+            if slots.insert(s.id.clone(), slot).is_some() {
+                return Err(cx.err(span, f("id"), format!("slot {} is defined twice", s.id)));
+            }
+        }
+        if slots.is_empty() {
+            return Err(cx.err(0..0, "planogram.slots", "define at least one slot"));
+        }
+        let catalog = Catalog { currency: m.currency, products, slots };
+        let planogram_source = {
+            let mut shape = catalog.clone();
+            for s in shape.slots.values_mut() {
+                s.stock = 0;
+            }
+            let bytes = serde_json::to_vec(&shape).expect("catalog serialises");
+            format!("config:{}", hex::encode(&Sha256::digest(&bytes)[..8]))
+        };
+
+        let (sec_span, sec) = take(raw.security);
+        let device_secret = match (sec.device_secret, sec.device_secret_file) {
+            (Some(_), Some(_)) => return Err(cx.err(sec_span, "security", "give device_secret or device_secret_file, not both")),
+            (Some(s), None) => hex::decode(&s).map_err(|_| cx.err(sec_span.clone(), "security.device_secret", "must be hex"))?,
+            (None, Some(p)) => {
+                let p = resolve(base, &p);
+                let s = std::fs::read_to_string(&p)
+                    .map_err(|e| cx.err(sec_span.clone(), "security.device_secret_file", format!("cannot read {}: {e}", p.display())))?;
+                hex::decode(s.trim()).map_err(|_| cx.err(sec_span.clone(), "security.device_secret_file", "must contain hex"))?
+            }
+            (None, None) => b"vendd-simulation-only-secret".to_vec(),
+        };
+        if device_secret.len() < 16 {
+            return Err(cx.err(sec_span, "security.device_secret", "use at least 16 bytes (32 hex digits)"));
+        }
+
+        let (hw_span, hw) = take(raw.hardware);
+        let pinmap = match (&hw.backend, &hw.pinmap) {
+            (Backend::Rpi, None) => return Err(cx.err(hw_span, "hardware.pinmap", "the rpi backend needs a pin map file (see hardware/)")),
+            (_, Some(p)) => {
+                let p = resolve(base, p);
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| cx.err(hw_span.clone(), "hardware.pinmap", format!("cannot read {}: {e}", p.display())))?;
+                let map = PinMap::from_toml_str(&text)
+                    .map_err(|e| cx.err(hw_span.clone(), "hardware.pinmap", format!("{}: {e}", p.display())))?;
+                Some(map)
+            }
+            (Backend::Sim, None) => None,
+        };
+
+        Ok(Config {
+            file: file.to_string(),
+            machine: Machine { id: m.id, site: m.site, serial: m.serial, model: m.model, location: m.location, rows: m.rows, cols: m.cols },
+            state_dir: raw.state.dir,
+            http_listen,
+            core: CoreConfig { timeouts, max_attempts: v.max_attempts, max_cart_items: v.max_cart_items, max_extends: v.max_extends, policy },
+            vend_timing,
+            catalog,
+            planogram_source,
+            day_offset_s: i64::from(m.day_offset_minutes) * 60,
+            deny: o.deny,
+            device_secret,
+            backend: hw.backend,
+            pinmap,
+            sim: raw.sim,
+        })
+    }
+}
+
+/// The span and value of an optional section (defaults, with no span, when absent).
+fn take<T: Default>(o: Option<Spanned<T>>) -> (std::ops::Range<usize>, T) {
+    match o {
+        Some(s) => (s.span(), s.into_inner()),
+        None => (0..0, T::default()),
+    }
+}
+
+fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {
+    match base {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Span of the first occurrence of a key (for errors about values with defaults).
+fn find(text: &str, key: &str) -> std::ops::Range<usize> {
+    let k = key.rsplit('.').next().unwrap_or(key);
+    text.find(k).map_or(0..0, |i| i..i + k.len())
+}

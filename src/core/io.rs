@@ -1,0 +1,328 @@
+//! What goes into the controller ([`Input`]) and what comes out ([`Command`]).
+//!
+//! The order of commands in one batch is part of the contract: a [`Command::Journal`] comes
+//! before the [`Command::RunMotor`], [`Command::Capture`] or [`Command::Void`] that acts on
+//! it, and the executor must make every journal record that precedes an acting command
+//! durable before it carries that command out.
+
+use super::catalog::SlotId;
+use super::record::{
+    AlertKind, DeclineReason, Millis, PaymentMethod, SessionId, Stamped, VendOutcome,
+};
+use serde::{Deserialize, Serialize};
+
+/// A fact from the outside world.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// Shopper adds `qty` of a slot's product.
+    AddItem {
+        /// Slot.
+        slot: SlotId,
+        /// Quantity, at least 1.
+        qty: u32,
+    },
+    /// Shopper removes a slot's line from the cart.
+    RemoveItem {
+        /// Slot.
+        slot: SlotId,
+    },
+    /// Shopper asks to pay.
+    Checkout,
+    /// Shopper cancels.
+    Cancel,
+    /// Shopper asks for more time after a time-out warning.
+    Extend,
+    /// Shopper closes the receipt.
+    Dismiss,
+    /// A reader produced a credential (already a keyed hash).
+    Credential {
+        /// Method.
+        method: PaymentMethod,
+        /// Keyed hash of the credential.
+        credential: String,
+    },
+    /// The online authoriser answered.
+    AuthResult {
+        /// Session it answers.
+        sid: SessionId,
+        /// Approved?
+        approved: bool,
+        /// Amount the authoriser approved (held), minor units.
+        amount: i64,
+        /// Authoriser's reference.
+        auth_ref: String,
+        /// Reason when declined.
+        reason: String,
+    },
+    /// The dispenser finished an attempt.
+    VendDone {
+        /// Session.
+        sid: SessionId,
+        /// Item index.
+        item: u32,
+        /// Attempt.
+        attempt: u32,
+        /// Outcome.
+        outcome: VendOutcome,
+        /// Motor run time.
+        motor_ms: u32,
+    },
+    /// The payment adapter has stored (or executed) the capture and void of a session.
+    Settled {
+        /// Session.
+        sid: SessionId,
+    },
+    /// Service door changed.
+    Door {
+        /// Open now?
+        open: bool,
+    },
+    /// The link to the authoriser changed.
+    Link {
+        /// Up?
+        online: bool,
+    },
+    /// Operator: set a slot's stock count.
+    Restock {
+        /// Slot.
+        slot: SlotId,
+        /// Count.
+        count: u32,
+    },
+    /// Operator: set a slot's price.
+    SetPrice {
+        /// Slot.
+        slot: SlotId,
+        /// Price, minor units.
+        price: i64,
+    },
+    /// Operator: enable or disable a slot.
+    SetEnabled {
+        /// Slot.
+        slot: SlotId,
+        /// Enabled?
+        enabled: bool,
+    },
+    /// Operator: clear a slot's fault.
+    ClearFault {
+        /// Slot.
+        slot: SlotId,
+    },
+    /// Operator: reset the since-reset audit counters.
+    ResetCounters,
+    /// Operator: add or remove a credential hash on the deny list.
+    Deny {
+        /// Credential hash.
+        credential: String,
+        /// Add (true) or remove.
+        add: bool,
+    },
+}
+
+/// A shopper-facing message. The UI and the voice turn it into words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "id", rename_all = "snake_case")]
+pub enum Prompt {
+    /// Ready for a shopper.
+    Welcome,
+    /// Not selling (door open, nothing sellable).
+    OutOfService,
+    /// Cart changed.
+    CartUpdated {
+        /// Cart total, minor units.
+        total: i64,
+    },
+    /// Present card, code or face.
+    PresentCredential {
+        /// Amount to pay, minor units.
+        total: i64,
+    },
+    /// Waiting for the authoriser.
+    Authorising,
+    /// Payment declined; try another method.
+    Declined {
+        /// Why.
+        reason: DeclineReason,
+    },
+    /// Vending an item.
+    Vending {
+        /// Item number from 1.
+        item: u32,
+        /// Items in the cart.
+        of: u32,
+        /// Slot.
+        slot: SlotId,
+    },
+    /// An item fell: take it.
+    TakeItem,
+    /// An item could not be vended; it is not charged.
+    VendFailedNotCharged {
+        /// Slot.
+        slot: SlotId,
+    },
+    /// Finishing the payment.
+    Settling,
+    /// Receipt.
+    Receipt {
+        /// Charged, minor units.
+        charged: i64,
+        /// Released (not charged), minor units.
+        released: i64,
+    },
+    /// The session will end soon unless the shopper asks for more time.
+    TimeoutWarning {
+        /// Seconds left.
+        seconds: u32,
+    },
+    /// Cancelled by the shopper.
+    Cancelled,
+    /// Ended because nobody answered.
+    TimedOut,
+}
+
+/// Session phase (the state machine's state).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Nobody shopping.
+    Idle,
+    /// Filling the cart.
+    Shopping,
+    /// Waiting for card, code or face.
+    AwaitingCredential,
+    /// Waiting for the online authoriser.
+    Authorising,
+    /// A motor is turning for an item.
+    Vending {
+        /// Item index.
+        item: u32,
+        /// Attempt from 1.
+        attempt: u32,
+    },
+    /// Waiting for the payment adapter to store capture and void.
+    Settling,
+    /// Showing the receipt.
+    Receipt,
+}
+
+impl Phase {
+    /// Snake-case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Shopping => "shopping",
+            Phase::AwaitingCredential => "awaiting_credential",
+            Phase::Authorising => "authorising",
+            Phase::Vending { .. } => "vending",
+            Phase::Settling => "settling",
+            Phase::Receipt => "receipt",
+        }
+    }
+}
+
+/// An intention for the adapters to carry out, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Append to the journal; durable before any later acting command runs.
+    Journal(Stamped),
+    /// Run one motor cycle (answer with [`Input::VendDone`]).
+    RunMotor {
+        /// Session.
+        sid: SessionId,
+        /// Item index.
+        item: u32,
+        /// Attempt.
+        attempt: u32,
+        /// Slot.
+        slot: SlotId,
+    },
+    /// Ask the online authoriser (answer with [`Input::AuthResult`]).
+    RequestAuth {
+        /// Session.
+        sid: SessionId,
+        /// Amount, minor units.
+        amount: i64,
+        /// Method.
+        method: PaymentMethod,
+        /// Credential hash.
+        credential: String,
+    },
+    /// Capture money (idempotent by key).
+    Capture {
+        /// Session.
+        sid: SessionId,
+        /// Amount.
+        amount: i64,
+        /// Idempotency key.
+        key: String,
+        /// Authorisation.
+        auth_ref: String,
+    },
+    /// Release a hold (idempotent by key).
+    Void {
+        /// Session.
+        sid: SessionId,
+        /// Amount.
+        amount: i64,
+        /// Idempotency key.
+        key: String,
+        /// Authorisation.
+        auth_ref: String,
+    },
+    /// Tell the shopper (screen and voice).
+    Prompt(Prompt),
+    /// Tell the operator (also journaled as a record).
+    Alert {
+        /// Kind.
+        kind: AlertKind,
+        /// Description.
+        message: String,
+    },
+    /// Live state changed (for the UI and monitoring).
+    Publish {
+        /// Session, if any.
+        sid: Option<SessionId>,
+        /// New phase.
+        phase: Phase,
+        /// When.
+        at: Millis,
+    },
+}
+
+impl Command {
+    /// Does this command act on the world (motor or money)? Such a command may only run
+    /// once every journal record before it is durable.
+    pub fn acts(&self) -> bool {
+        matches!(
+            self,
+            Command::RunMotor { .. } | Command::Capture { .. } | Command::Void { .. }
+        )
+    }
+}
+
+/// A refused input: a clear error, and nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reject {
+    /// Stable machine-readable code, e.g. `out_of_stock`.
+    pub code: &'static str,
+    /// Plain-language message.
+    pub message: String,
+}
+
+impl Reject {
+    /// A rejection with a code and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Reject {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}

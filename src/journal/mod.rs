@@ -1,0 +1,261 @@
+//! The write-ahead journal on sled 0.34.7.
+//!
+//! Records live in the `log` tree under big-endian `u64` sequence keys, starting at 1,
+//! append-only: nothing is ever deleted or rewritten, so sled 0.34's habit of never giving
+//! deleted space back does not bite. The `meta` tree holds one overwritten key, a checkpoint
+//! of the folded [`State`] and the sequence it covers, so start-up replays only the tail.
+//!
+//! A commit point is `Db::flush` followed by `fdatasync` of sled's data file: sled's own
+//! flush uses `sync_file_range`, which is not durable on power loss (sled issue #1452).
+
+mod error;
+pub mod export;
+
+pub use error::JournalError;
+
+use crate::core::{Stamped, State};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `Result` with a [`JournalError`].
+pub type Result<T> = std::result::Result<T, JournalError>;
+
+/// Records between two checkpoints. Bounds start-up replay; each checkpoint costs one
+/// serialisation of the state.
+pub const CHECKPOINT_EVERY: u64 = 512;
+
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+
+/// sled's page cache. The default (1 GiB) is far beyond a Pi's budget.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// An open journal. One process at a time (sled locks the directory).
+pub struct Journal {
+    dir: PathBuf,
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+    data_files: Vec<File>,
+    next_seq: u64,
+    uncommitted: u64,
+    since_checkpoint: u64,
+    last_commit: Duration,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    seq: u64,
+    state: State,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`.
+    ///
+    /// # Errors
+    /// [`JournalError::Locked`] when another process (a running vendd) has it open;
+    /// [`JournalError::Open`] for anything else sled or the file system refuses.
+    pub fn open(dir: &Path) -> Result<Journal> {
+        std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| JournalError::open(dir, e))?;
+        let log = db.open_tree("log").map_err(|e| JournalError::open(dir, e))?;
+        let meta = db.open_tree("meta").map_err(|e| JournalError::open(dir, e))?;
+        let next_seq = match log.last().map_err(|e| JournalError::open(dir, e))? {
+            Some((k, _)) => key_seq(&k)? + 1,
+            None => 1,
+        };
+        // fsync the directory once so the files sled just created are reachable.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        let data_files = data_files(dir)?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            db,
+            log,
+            meta,
+            data_files,
+            next_seq,
+            uncommitted: 0,
+            since_checkpoint: 0,
+            last_commit: Duration::ZERO,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// True when nothing was ever written.
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == 1
+    }
+
+    /// Records appended since the last commit point.
+    pub fn uncommitted(&self) -> u64 {
+        self.uncommitted
+    }
+
+    /// How long the last commit point took.
+    pub fn last_commit_duration(&self) -> Duration {
+        self.last_commit
+    }
+
+    /// Appends one record; returns its sequence number. Not durable until [`commit`].
+    ///
+    /// # Errors
+    /// [`JournalError::Write`] if sled refuses the write.
+    ///
+    /// [`commit`]: Journal::commit
+    pub fn append(&mut self, st: &Stamped) -> Result<u64> {
+        let seq = self.next_seq;
+        let bytes = serde_json::to_vec(st).map_err(|e| JournalError::Encode(e.to_string()))?;
+        self.log
+            .insert(seq.to_be_bytes(), bytes)
+            .map_err(|e| JournalError::write(&self.dir, e))?;
+        self.next_seq += 1;
+        self.uncommitted += 1;
+        self.since_checkpoint += 1;
+        Ok(seq)
+    }
+
+    /// A commit point: everything appended so far survives a crash or a power cut.
+    ///
+    /// # Errors
+    /// [`JournalError::Write`] when the flush or the fsync fails — the caller must not act
+    /// on the records (the disk may be full or failing).
+    pub fn commit(&mut self) -> Result<()> {
+        let t = Instant::now();
+        self.db.flush().map_err(|e| JournalError::write(&self.dir, e))?;
+        for f in &self.data_files {
+            f.sync_data().map_err(|e| JournalError::io(&self.dir, e))?;
+        }
+        self.uncommitted = 0;
+        self.last_commit = t.elapsed();
+        Ok(())
+    }
+
+    /// Writes a checkpoint of `state` covering every record appended so far, when
+    /// [`CHECKPOINT_EVERY`] records have passed since the last one. Call right after a
+    /// commit with the state that includes every appended record.
+    ///
+    /// # Errors
+    /// [`JournalError::Write`] if sled refuses the write.
+    pub fn maybe_checkpoint(&mut self, state: &State) -> Result<bool> {
+        if self.since_checkpoint < CHECKPOINT_EVERY {
+            return Ok(false);
+        }
+        self.checkpoint(state)?;
+        Ok(true)
+    }
+
+    /// Writes a checkpoint now (see [`Journal::maybe_checkpoint`]).
+    ///
+    /// # Errors
+    /// [`JournalError::Write`] if sled refuses the write.
+    pub fn checkpoint(&mut self, state: &State) -> Result<()> {
+        let cp = Checkpoint {
+            seq: self.next_seq - 1,
+            state: state.clone(),
+        };
+        let bytes = serde_json::to_vec(&cp).map_err(|e| JournalError::Encode(e.to_string()))?;
+        self.meta
+            .insert(CHECKPOINT_KEY, bytes)
+            .map_err(|e| JournalError::write(&self.dir, e))?;
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Reads one record.
+    ///
+    /// # Errors
+    /// [`JournalError::Corrupt`] when the stored bytes do not decode.
+    pub fn get(&self, seq: u64) -> Result<Option<Stamped>> {
+        match self.log.get(seq.to_be_bytes()).map_err(|e| JournalError::read(&self.dir, e))? {
+            Some(v) => Ok(Some(decode(seq, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Iterates records from `from` (inclusive) in sequence order.
+    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = Result<(u64, Stamped)>> + '_ {
+        self.log.range(from.to_be_bytes()..).map(move |kv| {
+            let (k, v) = kv.map_err(|e| JournalError::read(&self.dir, e))?;
+            let seq = key_seq(&k)?;
+            Ok((seq, decode(seq, &v)?))
+        })
+    }
+
+    /// Rebuilds the durable state: the checkpoint (if any) plus every later record, or
+    /// `fresh` applied to every record when there is no checkpoint. Returns the state and
+    /// how many records were replayed.
+    ///
+    /// # Errors
+    /// [`JournalError::Corrupt`] for a record or checkpoint that does not decode.
+    pub fn load_state(&self, fresh: State) -> Result<(State, u64)> {
+        let (mut state, from) = match self.meta.get(CHECKPOINT_KEY).map_err(|e| JournalError::read(&self.dir, e))? {
+            Some(v) => {
+                let cp: Checkpoint = serde_json::from_slice(&v)
+                    .map_err(|e| JournalError::Corrupt { seq: 0, message: format!("checkpoint: {e}") })?;
+                (cp.state, cp.seq + 1)
+            }
+            None => (fresh, 1),
+        };
+        let mut n = 0;
+        for r in self.iter_from(from) {
+            let (_, st) = r?;
+            state.apply(&st);
+            n += 1;
+        }
+        Ok((state, n))
+    }
+
+    /// Bytes sled uses on disk (for telemetry and the bounded-disk test).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn key_seq(k: &[u8]) -> Result<u64> {
+    let arr: [u8; 8] = k.try_into().map_err(|_| JournalError::Corrupt {
+        seq: 0,
+        message: format!("key of {} bytes is not a sequence number", k.len()),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn decode(seq: u64, v: &[u8]) -> Result<Stamped> {
+    serde_json::from_slice(v).map_err(|e| JournalError::Corrupt {
+        seq,
+        message: e.to_string(),
+    })
+}
+
+/// sled 0.34 keeps its log in `<dir>/db` (and large values under `blobs/`). Those are the
+/// files a commit point must fsync.
+fn data_files(dir: &Path) -> Result<Vec<File>> {
+    let mut out = Vec::new();
+    for name in ["db", "conf"] {
+        let p = dir.join(name);
+        if p.exists() {
+            out.push(File::open(&p).map_err(|e| JournalError::io(&p, e))?);
+        }
+    }
+    if out.is_empty() {
+        return Err(JournalError::Open {
+            path: dir.to_path_buf(),
+            message: "sled's data file `db` is missing after open".into(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,22 @@
+//! vendd: the controller of an unattended vending machine.
+//!
+//! # Layout
+//! - [`core`]: the pure state machine (sessions, cart, money, offline policy, records,
+//!   invariants). No I/O.
+//! - [`journal`]: the sled write-ahead journal: durable commit points, replay, checkpoints,
+//!   export and verification.
+//! - [`hw`]: device traits with the simulated machine and the Raspberry Pi (rppal) backend.
+//! - [`config`]: the TOML configuration, validated once at start-up.
+//! - [`runtime`]: the tokio driver: one event queue into the core, adapters as tasks.
+//! - [`ui`]: the HTTP API (axum) on loopback, with the sim API in simulate mode.
+//! - [`sysd`]: systemd notify and watchdog.
+#![warn(unreachable_pub, unused_qualifications)]
+
+pub mod core;
+pub mod hw;
+pub mod journal;
+pub mod config;
+pub mod runtime;
+pub mod sysd;
+pub mod token;
+pub mod ui;

@@ -1,0 +1,157 @@
+//! `vendd`: the daemon. Parses the command line, loads the configuration, sets up logging
+//! and hands over to the runtime.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vendd::config::Config;
+use vendd::runtime::{self, Options};
+
+#[derive(Parser)]
+#[command(name = "vendd", version, about = "Controller daemon for an unattended vending machine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the machine with the configured hardware backend.
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Journal directory (overrides the config's state.dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Run the simulated kiosk (simulated hardware; embedded config unless --config).
+    Simulate {
+        /// Configuration file (default: the embedded 6×10 example).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed for the simulated machine.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Journal directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Listen address (overrides the config's http.listen; loopback only).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration file; errors name the file, line and field.
+    CheckConfig {
+        /// Configuration file.
+        file: PathBuf,
+    },
+}
+
+fn set_up_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VENDD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vendd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::CheckConfig { file } => {
+            let cfg = Config::load(&file)?;
+            println!(
+                "{}: ok ({} slots, {}×{} matrix, backend {:?})",
+                file.display(),
+                cfg.catalog.slots.len(),
+                cfg.machine.rows,
+                cfg.machine.cols,
+                cfg.backend
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { config, state_dir } => {
+            let cfg = Config::load(&config)?;
+            let dir = state_dir.or(cfg.state_dir.clone()).unwrap_or_else(|| PathBuf::from("/var/lib/vendd"));
+            serve(cfg, Options { state_dir: dir, simulate: false, seed: 0 })
+        }
+        Cmd::Simulate { config, seed, state_dir, listen } => {
+            let mut cfg = match config {
+                Some(p) => Config::load(&p)?,
+                None => Config::embedded(),
+            };
+            if let Some(l) = listen {
+                anyhow::ensure!(l.ip().is_loopback(), "--listen must be a loopback address");
+                cfg.http_listen = l;
+            }
+            let dir = state_dir.or(cfg.state_dir.clone()).unwrap_or_else(default_sim_dir);
+            serve(cfg, Options { state_dir: dir, simulate: true, seed })
+        }
+    }
+}
+
+fn default_sim_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("vendd-sim");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/state/vendd-sim")
+}
+
+fn serve(cfg: Config, opts: Options) -> anyhow::Result<ExitCode> {
+    set_up_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let started = runtime::start(&cfg, &opts).with_context(|| format!("starting with state in {}", opts.state_dir.display()))?;
+        let app = vendd::ui::router(started.handle.clone());
+        let listener = tokio::net::TcpListener::bind(cfg.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.http_listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, simulate = opts.simulate, "listening");
+        // Tests and scripts read this line to find the port when listening on :0.
+        println!("vendd listening on http://{addr}");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut srx = stop_rx.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = srx.wait_for(|v| *v).await;
+                })
+                .await
+        });
+        vendd::sysd::ready();
+        let shutdown = async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        };
+        let res = started.run(shutdown).await;
+        drop(stop_rx);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
+        res.context("the controller stopped")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

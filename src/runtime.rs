@@ -1,0 +1,498 @@
+//! The tokio driver: one event queue into the core, adapters as tasks and threads.
+//!
+//! The core loop owns the [`Controller`] and the [`Journal`]. It selects over the input
+//! queue, the controller's next time-out, the watchdog tick and shutdown; it carries out the
+//! returned commands in order and makes the journal durable before any command that moves a
+//! motor or money. Blocking devices run on their own threads: the motor thread (one vend at
+//! a time, so two motors can never run together) and the panel thread (door, presence,
+//! LEDs, lock). Shutdown finishes or journals a vend under way and leaves every motor off.
+
+use crate::config::{Backend, Config};
+use crate::core::{
+    Command, Controller, Input, Millis, Phase, Prompt, Reject, SessionId, SlotId, State,
+    VendOutcome,
+};
+use crate::hw::{self, LedPattern, Machine, SimHandle, SlotAddr, VendTiming};
+use crate::journal::{Journal, JournalError};
+use crate::sysd;
+use crate::ui::view::{self, Snapshot};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+/// Firmware version (from Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Capacity of the input queue. HTTP requests wait (with back-pressure) when it is full;
+/// device threads never block on it for long because the core drains it continuously.
+const QUEUE: usize = 256;
+
+/// How long shutdown waits for a vend under way to report before journaling it as unknown.
+const SHUTDOWN_VEND_GRACE: Duration = Duration::from_secs(10);
+
+/// Current wall-clock time in ms since the epoch: the only clock the core sees.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A successful input: the last committed journal sequence and the new snapshot.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    /// Last journal sequence number, durable when the reply is sent.
+    pub seq: u64,
+}
+
+/// Something for the core loop.
+#[derive(Debug)]
+pub struct Request {
+    /// The input.
+    pub input: Input,
+    /// Where to send the outcome (None for device inputs).
+    pub reply: Option<oneshot::Sender<Result<Ack, Reject>>>,
+}
+
+/// Handle used by the HTTP layer.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Request>,
+    /// Latest snapshot (session, catalog, machine).
+    pub snapshot: watch::Receiver<Snapshot>,
+    /// The simulator, in simulate mode.
+    pub sim: Option<SimHandle>,
+    /// Device secret for credential tokens.
+    pub secret: std::sync::Arc<Vec<u8>>,
+    /// Matrix size for slot → address checks.
+    pub matrix: (u8, u8),
+}
+
+/// Why a request could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The core loop has stopped (shutting down or failed).
+    #[error("the controller is not running")]
+    Stopped,
+    /// The core refused the input.
+    #[error("{0}")]
+    Rejected(Reject),
+}
+
+impl Handle {
+    /// Sends an input and waits until its records are durable.
+    ///
+    /// # Errors
+    /// [`SendError::Rejected`] with the core's reason, or [`SendError::Stopped`].
+    pub async fn send(&self, input: Input) -> Result<Ack, SendError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request { input, reply: Some(reply) })
+            .await
+            .map_err(|_| SendError::Stopped)?;
+        match rx.await {
+            Ok(Ok(ack)) => Ok(ack),
+            Ok(Err(rej)) => Err(SendError::Rejected(rej)),
+            Err(_) => Err(SendError::Stopped),
+        }
+    }
+}
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The journal failed: the machine must not sell without it.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The hardware could not be opened.
+    #[error(transparent)]
+    Hardware(#[from] hw::HwError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Journal directory.
+    pub state_dir: PathBuf,
+    /// Force the simulated machine.
+    pub simulate: bool,
+    /// Seed for the simulator.
+    pub seed: u64,
+}
+
+struct MotorJob {
+    sid: SessionId,
+    item: u32,
+    attempt: u32,
+    addr: SlotAddr,
+}
+
+fn addr(slot: &SlotId) -> SlotAddr {
+    SlotAddr { row: slot.row(), col: slot.col() }
+}
+
+/// The running core: controller, journal and the device channels.
+struct CoreLoop {
+    ctl: Controller,
+    journal: Journal,
+    motor: Option<std_mpsc::Sender<MotorJob>>,
+    panel: std_mpsc::Sender<LedPattern>,
+    follow_ups: VecDeque<Input>,
+    snapshot: watch::Sender<Snapshot>,
+    last_seq: u64,
+}
+
+impl CoreLoop {
+    /// Carries out commands in order; durable journal before any acting command.
+    fn execute(&mut self, cmds: Vec<Command>) -> Result<(), JournalError> {
+        let mut dirty = false;
+        for cmd in cmds {
+            match cmd {
+                Command::Journal(st) => {
+                    self.last_seq = self.journal.append(&st)?;
+                    dirty = true;
+                }
+                other => {
+                    if other.acts() && dirty {
+                        self.journal.commit()?;
+                        dirty = false;
+                    }
+                    self.dispatch(other);
+                }
+            }
+        }
+        if dirty {
+            self.journal.commit()?;
+        }
+        self.journal.maybe_checkpoint(self.ctl.state())?;
+        Ok(())
+    }
+
+    fn dispatch(&mut self, cmd: Command) {
+        match cmd {
+            Command::Journal(_) => unreachable!("handled by execute"),
+            Command::RunMotor { sid, item, attempt, slot } => {
+                info!(sid, item, attempt, %slot, "run motor");
+                let job = MotorJob { sid, item, attempt, addr: addr(&slot) };
+                if let Some(m) = &self.motor {
+                    if m.send(job).is_err() {
+                        error!("motor thread is gone; the vend watchdog will fail the item");
+                    }
+                }
+            }
+            Command::RequestAuth { sid, amount, method, .. } => {
+                // No online authoriser is configured in this build: the link stays down and
+                // the controller never asks. Should it, the authorising time-out hands the
+                // decision to the offline policy.
+                warn!(sid, amount, method = method.as_str(), "no online authoriser; offline policy will decide");
+            }
+            Command::Capture { sid, amount, key, .. } => {
+                info!(sid, amount, %key, "capture stored for upload");
+            }
+            Command::Void { sid, amount, key, .. } => {
+                info!(sid, amount, %key, "void stored for upload");
+                // Capture and void are durable intents in the journal; the offline payment
+                // store is the journal itself, so the session is settled.
+                self.follow_ups.push_back(Input::Settled { sid });
+            }
+            Command::Prompt(p) => {
+                debug!(prompt = ?p, "prompt");
+            }
+            Command::Alert { kind, message } => warn!(?kind, %message, "operator alert"),
+            Command::Publish { sid, phase, .. } => {
+                debug!(?sid, phase = phase.name(), "phase");
+                let led = match phase {
+                    Phase::Idle => LedPattern::Idle,
+                    Phase::Vending { .. } | Phase::Authorising | Phase::Settling => LedPattern::Busy,
+                    Phase::Receipt => LedPattern::Ok,
+                    _ => LedPattern::Idle,
+                };
+                let _ = self.panel.send(led);
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let snap = view::snapshot(&self.ctl, now_ms(), self.last_seq);
+        self.snapshot.send_replace(snap);
+    }
+
+    /// Handles one input plus the follow-ups it causes.
+    fn input(&mut self, input: Input) -> Result<Result<Ack, Reject>, JournalError> {
+        let now = now_ms();
+        let res = self.ctl.handle_input(now, input);
+        let out = match res {
+            Ok(cmds) => {
+                self.execute(cmds)?;
+                Ok(Ack { seq: self.last_seq })
+            }
+            Err(rej) => Err(rej),
+        };
+        while let Some(next) = self.follow_ups.pop_front() {
+            if let Ok(cmds) = self.ctl.handle_input(now_ms(), next) {
+                self.execute(cmds)?;
+            }
+        }
+        self.publish();
+        Ok(out)
+    }
+
+    fn timeout(&mut self) -> Result<(), JournalError> {
+        let cmds = self.ctl.handle_timeout(now_ms());
+        self.execute(cmds)?;
+        while let Some(next) = self.follow_ups.pop_front() {
+            if let Ok(cmds) = self.ctl.handle_input(now_ms(), next) {
+                self.execute(cmds)?;
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+}
+
+/// The daemon, started: the handle for the HTTP layer and the pieces `run` drives.
+pub struct Started {
+    /// Handle for the HTTP layer.
+    pub handle: Handle,
+    core: CoreLoop,
+    rx: mpsc::Receiver<Request>,
+    motor_thread: Option<JoinHandle<()>>,
+    panel_thread: Option<JoinHandle<()>>,
+    panel_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Opens the journal, recovers, builds the machine and the device threads.
+///
+/// # Errors
+/// [`RuntimeError`] when the journal or the hardware cannot be opened.
+pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
+    let journal = Journal::open(&opts.state_dir.join("journal"))?;
+    let fresh = State::new(cfg.catalog.clone(), cfg.day_offset_s);
+    let (state, replayed) = journal.load_state(fresh)?;
+    info!(replayed, next_seq = journal.next_seq(), dir = %journal.dir().display(), "journal replayed");
+    let mut ctl = Controller::new(cfg.core.clone(), state);
+    let mut boot = ctl.start(now_ms(), VERSION, &cfg.catalog, &cfg.planogram_source);
+    for d in &cfg.deny {
+        if !ctl.state().deny.contains(d) {
+            if let Ok(c) = ctl.handle_input(now_ms(), Input::Deny { credential: d.clone(), add: true }) {
+                boot.extend(c);
+            }
+        }
+    }
+
+    let (machine, sim) = if opts.simulate || cfg.backend == Backend::Sim {
+        let (m, h) = hw::sim_machine(&cfg.sim, cfg.machine.rows, cfg.machine.cols, opts.seed);
+        // The physical machine holds what the journal believes it holds.
+        for (id, s) in &ctl.state().catalog.slots {
+            h.set_stock(addr(id), s.stock);
+        }
+        (m, Some(h))
+    } else {
+        let map = cfg.pinmap.as_ref().expect("validated: rpi has a pin map");
+        (hw::rpi_machine(map)?, None)
+    };
+    let Machine { mut dispenser, door, lock, leds, presence } = machine;
+    dispenser.all_off()?;
+
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (motor_tx, motor_rx) = std_mpsc::channel::<MotorJob>();
+    let timing: VendTiming = cfg.vend_timing.clone();
+    let mtx = tx.clone();
+    let motor_thread = std::thread::Builder::new()
+        .name("motor".into())
+        .spawn(move || motor_loop(dispenser, motor_rx, mtx, timing))
+        .expect("spawn motor thread");
+    let (panel_tx, panel_rx) = std_mpsc::channel::<LedPattern>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ptx = tx.clone();
+    let pstop = stop.clone();
+    let initial_door = ctl.state().door_open;
+    let panel_thread = std::thread::Builder::new()
+        .name("panel".into())
+        .spawn(move || panel_loop(door, presence, leds, lock, panel_rx, ptx, pstop, initial_door))
+        .expect("spawn panel thread");
+
+    let snap = view::snapshot(&ctl, now_ms(), 0);
+    let (snap_tx, snap_rx) = watch::channel(snap);
+    let mut core = CoreLoop {
+        ctl,
+        journal,
+        motor: Some(motor_tx),
+        panel: panel_tx,
+        follow_ups: VecDeque::new(),
+        snapshot: snap_tx,
+        last_seq: 0,
+    };
+    core.execute(boot)?;
+    core.journal.checkpoint(core.ctl.state())?;
+    core.journal.commit()?;
+    core.publish();
+    let handle = Handle {
+        tx,
+        snapshot: snap_rx,
+        sim,
+        secret: std::sync::Arc::new(cfg.device_secret.clone()),
+        matrix: (cfg.machine.rows, cfg.machine.cols),
+    };
+    Ok(Started {
+        handle,
+        core,
+        rx,
+        motor_thread: Some(motor_thread),
+        panel_thread: Some(panel_thread),
+        panel_stop: stop,
+    })
+}
+
+fn motor_loop(
+    mut dispenser: Box<dyn hw::Dispenser>,
+    rx: std_mpsc::Receiver<MotorJob>,
+    tx: mpsc::Sender<Request>,
+    timing: VendTiming,
+) {
+    while let Ok(job) = rx.recv() {
+        let (outcome, motor_ms) = match dispenser.vend(job.addr, &timing) {
+            Ok(r) => (
+                match r.outcome {
+                    hw::VendOutcome::Delivered { drops } => VendOutcome::Delivered { drops },
+                    hw::VendOutcome::NoDrop => VendOutcome::NoDrop,
+                    hw::VendOutcome::Jammed => VendOutcome::Jammed,
+                    hw::VendOutcome::HomeSwitchStuck => VendOutcome::HomeSwitchStuck,
+                },
+                r.motor_ms,
+            ),
+            Err(e) => {
+                error!(cause = %e, "dispenser error");
+                (VendOutcome::DeviceError { message: e.to_string() }, 0)
+            }
+        };
+        let input = Input::VendDone { sid: job.sid, item: job.item, attempt: job.attempt, outcome, motor_ms };
+        if tx.blocking_send(Request { input, reply: None }).is_err() {
+            break;
+        }
+    }
+    if let Err(e) = dispenser.all_off() {
+        error!(cause = %e, "could not switch the motors off at shutdown");
+    }
+    info!("motor thread stopped; all motors off");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn panel_loop(
+    mut door: Box<dyn hw::DoorSwitch>,
+    mut presence: Box<dyn hw::PresenceSensor>,
+    mut leds: Box<dyn hw::Leds>,
+    mut lock: Box<dyn hw::Lock>,
+    rx: std_mpsc::Receiver<LedPattern>,
+    tx: mpsc::Sender<Request>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    initial_door: bool,
+) {
+    let mut last_door = initial_door;
+    let mut last_presence = false;
+    let _ = lock.set_locked(true);
+    let _ = leds.set(LedPattern::Idle);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match rx.recv_timeout(Duration::from_millis(25)) {
+            Ok(p) => {
+                let _ = leds.set(p);
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        match door.is_open() {
+            Ok(open) if open != last_door => {
+                last_door = open;
+                if tx.blocking_send(Request { input: Input::Door { open }, reply: None }).is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(cause = %e, "door switch read failed"),
+        }
+        if let Ok(p) = presence.is_present() {
+            if p != last_presence {
+                last_presence = p;
+                debug!(present = p, "presence");
+            }
+        }
+    }
+    let _ = leds.set(LedPattern::Off);
+}
+
+impl Started {
+    /// Runs the core loop until `shutdown` resolves, then stops the devices safely.
+    ///
+    /// # Errors
+    /// A journal failure (the daemon must stop selling and let systemd restart it).
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RuntimeError> {
+        tokio::pin!(shutdown);
+        let wd = sysd::watchdog_interval();
+        let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
+        let result: Result<(), RuntimeError> = loop {
+            let sleep = self.core.ctl.poll_timeout().map(|t| {
+                let now = now_ms();
+                Duration::from_millis(t.saturating_sub(now))
+            });
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ok(()),
+                req = self.rx.recv() => {
+                    let Some(req) = req else { break Ok(()) };
+                    let res = tokio::task::block_in_place(|| self.core.input(req.input));
+                    match res {
+                        Ok(out) => { if let Some(r) = req.reply { let _ = r.send(out); } }
+                        Err(e) => break Err(e.into()),
+                    }
+                }
+                _ = tokio::time::sleep(sleep.unwrap_or(Duration::from_secs(3600))), if sleep.is_some() => {
+                    if let Err(e) = tokio::task::block_in_place(|| self.core.timeout()) { break Err(e.into()); }
+                }
+                _ = tick.tick() => { if wd.is_some() { sysd::watchdog(); } }
+            }
+        };
+        sysd::stopping();
+        self.shutdown().await;
+        result
+    }
+
+    /// Lets a vend under way finish (or journals it through the watchdog), then stops the
+    /// device threads; the motor thread switches every motor off as it exits.
+    async fn shutdown(&mut self) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_VEND_GRACE;
+        while matches!(self.core.ctl.phase(), Phase::Vending { .. }) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(req)) => {
+                    if matches!(req.input, Input::VendDone { .. }) {
+                        let _ = tokio::task::block_in_place(|| self.core.input(req.input));
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.core.motor = None; // closes the motor queue
+        self.panel_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.rx.close();
+        let threads = [self.motor_thread.take(), self.panel_thread.take()];
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads.into_iter().flatten() {
+                let _ = t.join();
+            }
+        })
+        .await;
+        let _ = self.core.journal.commit();
+        info!(prompt = ?Prompt::OutOfService, "stopped");
+    }
+}
