@@ -51,7 +51,7 @@ enum Cmd {
 fn set_up_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VENDD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
@@ -115,6 +115,9 @@ fn serve(cfg: Config, opts: Options) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        // Install the handlers before announcing readiness, so an early SIGTERM is a clean
+        // stop rather than the default kill.
+        let signals = Signals::install()?;
         let started = runtime::start(&cfg, &opts).with_context(|| format!("starting with state in {}", opts.state_dir.display()))?;
         let app = vendd::ui::router(started.handle.clone());
         let listener = tokio::net::TcpListener::bind(cfg.http_listen)
@@ -135,7 +138,7 @@ fn serve(cfg: Config, opts: Options) -> anyhow::Result<ExitCode> {
         });
         vendd::sysd::ready();
         let shutdown = async move {
-            shutdown_signal().await;
+            signals.recv().await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         };
@@ -147,11 +150,25 @@ fn serve(cfg: Config, opts: Options) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM (systemd stop) and SIGINT (Ctrl-C).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

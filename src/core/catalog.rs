@@ -141,7 +141,10 @@ impl Catalog {
         let mut out = Vec::new();
         for s in self.slots.values() {
             if !self.products.contains_key(&s.product) {
-                out.push(format!("slot {} names unknown product `{}`", s.id, s.product));
+                out.push(format!(
+                    "slot {} names unknown product `{}`",
+                    s.id, s.product
+                ));
             }
             if s.price < 0 {
                 out.push(format!("slot {} has a negative price", s.id));

@@ -278,21 +278,10 @@ impl Controller {
     /// interrupted session. `planogram` is the configured catalog and `source` identifies it
     /// (a hash of the config section); it replaces the journal's only when `source` differs
     /// from the last applied one, and stock counts carry over for slots that remain.
-    pub fn start(
-        &mut self,
-        now: Millis,
-        version: &str,
-        planogram: &Catalog,
-        source: &str,
-    ) -> Out {
+    pub fn start(&mut self, now: Millis, version: &str, planogram: &Catalog, source: &str) -> Out {
         let mut out = Vec::new();
-        self.emit(
-            &mut out,
-            now,
-            Record::Boot {
-                version: version.to_string(),
-            },
-        );
+        // The planogram comes first: on a fresh journal every other record (the verifier
+        // and a replay from `State::new`) needs a catalog to refer to.
         if self.state.planogram_source != source {
             let mut cat = planogram.clone();
             if !self.state.planogram_source.is_empty() {
@@ -312,6 +301,13 @@ impl Controller {
                 },
             );
         }
+        self.emit(
+            &mut out,
+            now,
+            Record::Boot {
+                version: version.to_string(),
+            },
+        );
         out.extend(self.recover(now));
         out
     }
@@ -322,6 +318,24 @@ impl Controller {
     /// idempotency keys as before so a repeated money command cannot charge twice.
     fn recover(&mut self, now: Millis) -> Out {
         let mut out = Vec::new();
+        // Stray-approval voids written ahead whose command may not have run: send them
+        // again (same key), then mark them carried out with their alert.
+        for (key, (sid, amount, auth_ref)) in self.state.pending_stray_voids.clone() {
+            out.push(Command::Void {
+                sid,
+                amount,
+                key,
+                auth_ref: auth_ref.clone(),
+            });
+            self.alert(
+                &mut out,
+                now,
+                AlertKind::StrayAuthorisation,
+                Some(sid),
+                None,
+                format!("the void of a late approval ({auth_ref}) for session {sid} was sent again after a restart"),
+            );
+        }
         let Some(open) = self.state.open.clone() else {
             return out;
         };
@@ -338,7 +352,13 @@ impl Controller {
                     slot: slot.clone(),
                 },
             );
-            self.fail_item(&mut out, now, sid, item, "vend outcome unknown after a restart");
+            self.fail_item(
+                &mut out,
+                now,
+                sid,
+                item,
+                "vend outcome unknown after a restart",
+            );
             self.fault_slot(&mut out, now, &slot, "vend interrupted by a restart");
             self.alert(
                 &mut out,
@@ -346,7 +366,9 @@ impl Controller {
                 AlertKind::InterruptedVend,
                 Some(sid),
                 Some(slot.clone()),
-                format!("session {sid}: vend from {slot} was interrupted; shopper not charged for it"),
+                format!(
+                    "session {sid}: vend from {slot} was interrupted; shopper not charged for it"
+                ),
             );
         }
         if open.hold.is_some() {
@@ -354,7 +376,13 @@ impl Controller {
                 let idx = i as u32;
                 let in_flight = open.in_flight.is_some_and(|(x, _)| x == idx);
                 if matches!(it.status, ItemStatus::Pending) && !in_flight {
-                    self.fail_item(&mut out, now, sid, idx, "not vended: session interrupted by a restart");
+                    self.fail_item(
+                        &mut out,
+                        now,
+                        sid,
+                        idx,
+                        "not vended: session interrupted by a restart",
+                    );
                 }
             }
             self.settle_money(&mut out, now);
@@ -406,7 +434,9 @@ impl Controller {
         let Some(deadline) = self.deadline else {
             return out;
         };
-        if self.warnable() && !self.warned && now + self.cfg.timeouts.warn_before >= deadline
+        if self.warnable()
+            && !self.warned
+            && now + self.cfg.timeouts.warn_before >= deadline
             && now < deadline
         {
             self.warned = true;
@@ -507,6 +537,11 @@ impl Controller {
                 outcome,
                 motor_ms,
             } => {
+                // "Delivered" with no beam break counted is not a confirmed drop.
+                let outcome = match outcome {
+                    VendOutcome::Delivered { drops: 0 } => VendOutcome::NoDrop,
+                    other => other,
+                };
                 if self.phase == (Phase::Vending { item, attempt }) && self.sid() == Some(sid) {
                     self.vend_result(&mut out, now, item, attempt, outcome, motor_ms);
                 } else {
@@ -514,7 +549,9 @@ impl Controller {
                 }
             }
             Input::Settled { sid } => {
-                if self.phase == Phase::Settling && self.receipt.as_ref().is_some_and(|r| r.sid == sid) {
+                if self.phase == Phase::Settling
+                    && self.receipt.as_ref().is_some_and(|r| r.sid == sid)
+                {
                     self.show_receipt(&mut out, now);
                 }
             }
@@ -530,12 +567,23 @@ impl Controller {
                 }
                 self.idle_for_operator()?;
                 let reason = "operator count".to_string();
-                self.emit(&mut out, now, Record::StockSet { slot, count, reason });
+                self.emit(
+                    &mut out,
+                    now,
+                    Record::StockSet {
+                        slot,
+                        count,
+                        reason,
+                    },
+                );
             }
             Input::SetPrice { slot, price } => {
                 self.operator_slot(&slot)?;
                 if !(0..=100_000_000).contains(&price) {
-                    return Err(Reject::new("bad_price", "a price is 0 to 100000000 minor units"));
+                    return Err(Reject::new(
+                        "bad_price",
+                        "a price is 0 to 100000000 minor units",
+                    ));
                 }
                 self.idle_for_operator()?;
                 self.emit(&mut out, now, Record::PriceSet { slot, price });
@@ -555,7 +603,10 @@ impl Controller {
             Input::ResetCounters => self.emit(&mut out, now, Record::CountersReset),
             Input::Deny { credential, add } => {
                 if credential.is_empty() || credential.len() > 128 {
-                    return Err(Reject::new("bad_credential", "a credential hash is 1 to 128 characters"));
+                    return Err(Reject::new(
+                        "bad_credential",
+                        "a credential hash is 1 to 128 characters",
+                    ));
                 }
                 self.emit(&mut out, now, Record::DenyList { credential, add });
             }
@@ -581,7 +632,13 @@ impl Controller {
         }
     }
 
-    fn add_item(&mut self, out: &mut Out, now: Millis, slot: SlotId, qty: u32) -> Result<(), Reject> {
+    fn add_item(
+        &mut self,
+        out: &mut Out,
+        now: Millis,
+        slot: SlotId,
+        qty: u32,
+    ) -> Result<(), Reject> {
         match self.phase {
             Phase::Idle | Phase::Shopping | Phase::Receipt => {}
             _ => {
@@ -592,7 +649,10 @@ impl Controller {
             }
         }
         if self.state.door_open {
-            return Err(Reject::new("out_of_service", "the machine is being serviced"));
+            return Err(Reject::new(
+                "out_of_service",
+                "the machine is being serviced",
+            ));
         }
         if qty == 0 {
             return Err(Reject::new("bad_quantity", "quantity must be at least 1"));
@@ -604,11 +664,26 @@ impl Controller {
             .get(&slot)
             .ok_or_else(|| Reject::new("unknown_slot", format!("there is no slot {slot}")))?;
         if !s.sellable() {
-            return Err(Reject::new("slot_unavailable", format!("slot {slot} is not available")));
+            return Err(Reject::new(
+                "slot_unavailable",
+                format!("slot {slot} is not available"),
+            ));
         }
-        let in_cart = self.cart.iter().find(|(x, _)| *x == slot).map_or(0, |(_, q)| *q);
-        let units = if self.phase == Phase::Shopping { self.cart_units() } else { 0 };
-        let in_cart = if self.phase == Phase::Shopping { in_cart } else { 0 };
+        let in_cart = self
+            .cart
+            .iter()
+            .find(|(x, _)| *x == slot)
+            .map_or(0, |(_, q)| *q);
+        let units = if self.phase == Phase::Shopping {
+            self.cart_units()
+        } else {
+            0
+        };
+        let in_cart = if self.phase == Phase::Shopping {
+            in_cart
+        } else {
+            0
+        };
         if in_cart.saturating_add(qty) > s.stock {
             return Err(Reject::new(
                 "out_of_stock",
@@ -644,7 +719,10 @@ impl Controller {
             return Err(Reject::new("cart_locked", "there is no cart to change"));
         }
         let Some(pos) = self.cart.iter().position(|(x, _)| *x == slot) else {
-            return Err(Reject::new("not_in_cart", format!("slot {slot} is not in the cart")));
+            return Err(Reject::new(
+                "not_in_cart",
+                format!("slot {slot} is not in the cart"),
+            ));
         };
         self.cart.remove(pos);
         self.set_phase(out, now, Phase::Shopping, Some(self.cfg.timeouts.shopping));
@@ -679,7 +757,12 @@ impl Controller {
         let total = items.iter().map(|i| i.price).sum();
         let sid = self.sid().expect("a shopping session is open");
         self.emit(out, now, Record::CheckedOut { sid, items, total });
-        self.set_phase(out, now, Phase::AwaitingCredential, Some(self.cfg.timeouts.credential));
+        self.set_phase(
+            out,
+            now,
+            Phase::AwaitingCredential,
+            Some(self.cfg.timeouts.credential),
+        );
         self.say(out, Prompt::PresentCredential { total });
         Ok(())
     }
@@ -691,7 +774,9 @@ impl Controller {
                 self.say(out, Prompt::Cancelled);
                 Ok(())
             }
-            Phase::Idle | Phase::Receipt => Err(Reject::new("nothing_to_cancel", "no sale is open")),
+            Phase::Idle | Phase::Receipt => {
+                Err(Reject::new("nothing_to_cancel", "no sale is open"))
+            }
             Phase::Vending { .. } | Phase::Settling => Err(Reject::new(
                 "vending",
                 "your items are being vended; anything not delivered is not charged",
@@ -702,7 +787,15 @@ impl Controller {
     /// Ends a session that holds no money.
     fn close_unpaid(&mut self, out: &mut Out, now: Millis, reason: CloseReason) {
         if let Some(sid) = self.sid() {
-            self.emit(out, now, Record::SessionClosed { sid, reason, captured: 0 });
+            self.emit(
+                out,
+                now,
+                Record::SessionClosed {
+                    sid,
+                    reason,
+                    captured: 0,
+                },
+            );
         }
         self.cart.clear();
         self.pending = None;
@@ -723,7 +816,10 @@ impl Controller {
             ));
         }
         if credential.is_empty() || credential.len() > 128 {
-            return Err(Reject::new("bad_credential", "a credential hash is 1 to 128 characters"));
+            return Err(Reject::new(
+                "bad_credential",
+                "a credential hash is 1 to 128 characters",
+            ));
         }
         let sid = self.sid().expect("a session awaiting payment is open");
         if let Err(reason) = deny_check(&self.state, &credential) {
@@ -734,7 +830,10 @@ impl Controller {
                 AlertKind::DenyListedCredential,
                 Some(sid),
                 None,
-                format!("session {sid}: a deny-listed {} credential was presented", method.as_str()),
+                format!(
+                    "session {sid}: a deny-listed {} credential was presented",
+                    method.as_str()
+                ),
             );
             return Ok(());
         }
@@ -744,7 +843,12 @@ impl Controller {
                 method,
                 credential: credential.clone(),
             });
-            self.set_phase(out, now, Phase::Authorising, Some(self.cfg.timeouts.authorising));
+            self.set_phase(
+                out,
+                now,
+                Phase::Authorising,
+                Some(self.cfg.timeouts.authorising),
+            );
             self.say(out, Prompt::Authorising);
             out.push(Command::RequestAuth {
                 sid,
@@ -759,12 +863,28 @@ impl Controller {
     }
 
     fn hold_amount(&self) -> i64 {
-        self.state.open.as_ref().map_or(0, |s| s.items.iter().map(|i| i.line.price).sum())
+        self.state
+            .open
+            .as_ref()
+            .map_or(0, |s| s.items.iter().map(|i| i.line.price).sum())
     }
 
-    fn decide_locally(&mut self, out: &mut Out, now: Millis, method: PaymentMethod, credential: String) {
+    fn decide_locally(
+        &mut self,
+        out: &mut Out,
+        now: Millis,
+        method: PaymentMethod,
+        credential: String,
+    ) {
         let amount = self.hold_amount();
-        match decide_offline(&self.cfg.policy, &self.state, now, method, &credential, amount) {
+        match decide_offline(
+            &self.cfg.policy,
+            &self.state,
+            now,
+            method,
+            &credential,
+            amount,
+        ) {
             Ok(()) => {
                 let sid = self.sid().expect("session open");
                 let auth_ref = format!("offline-{sid}");
@@ -774,12 +894,31 @@ impl Controller {
         }
     }
 
-    fn decline(&mut self, out: &mut Out, now: Millis, method: PaymentMethod, reason: DeclineReason) {
+    fn decline(
+        &mut self,
+        out: &mut Out,
+        now: Millis,
+        method: PaymentMethod,
+        reason: DeclineReason,
+    ) {
         let sid = self.sid().expect("session open");
-        self.emit(out, now, Record::Declined { sid, method, reason: reason.clone() });
+        self.emit(
+            out,
+            now,
+            Record::Declined {
+                sid,
+                method,
+                reason: reason.clone(),
+            },
+        );
         self.last_decline = Some(reason.clone());
         self.pending = None;
-        self.set_phase(out, now, Phase::AwaitingCredential, Some(self.cfg.timeouts.credential));
+        self.set_phase(
+            out,
+            now,
+            Phase::AwaitingCredential,
+            Some(self.cfg.timeouts.credential),
+        );
         self.say(out, Prompt::Declined { reason });
     }
 
@@ -792,18 +931,33 @@ impl Controller {
             reason,
         } = answer;
         if self.phase == Phase::Authorising && self.sid() == Some(sid) {
-            let p = self.pending.take().expect("authorising has a pending credential");
+            let p = self
+                .pending
+                .take()
+                .expect("authorising has a pending credential");
             if approved {
                 self.authorised(out, now, p.method, p.credential, false, auth_ref);
             } else {
                 self.decline(out, now, p.method, DeclineReason::Authoriser { reason });
             }
-        } else if approved {
+        } else if approved && !self.state.accepted_auth_refs.contains_key(&auth_ref) {
             // An approval nobody waits for any more (time-out, cancel): release it whole.
+            // A repeated delivery of an approval already accepted as a hold is not stray:
+            // voiding it would release money the capture still needs.
             let key = format!("{sid}:stray:{auth_ref}");
-            let record = Record::StrayAuthVoided { sid, amount, auth_ref: auth_ref.clone(), key: key.clone() };
+            let record = Record::StrayAuthVoided {
+                sid,
+                amount,
+                auth_ref: auth_ref.clone(),
+                key: key.clone(),
+            };
             self.emit(out, now, record);
-            out.push(Command::Void { sid, amount, key, auth_ref: auth_ref.clone() });
+            out.push(Command::Void {
+                sid,
+                amount,
+                key,
+                auth_ref: auth_ref.clone(),
+            });
             self.alert(
                 out,
                 now,
@@ -829,7 +983,14 @@ impl Controller {
         self.emit(
             out,
             now,
-            Record::Authorised { sid, amount, method, credential, offline, auth_ref },
+            Record::Authorised {
+                sid,
+                amount,
+                method,
+                credential,
+                offline,
+                auth_ref,
+            },
         );
         self.cart.clear();
         self.next_item(out, now, 0);
@@ -866,10 +1027,36 @@ impl Controller {
         let sid = open.sid;
         let of = open.items.len() as u32;
         let slot = open.items[item as usize].line.slot.clone();
-        self.emit(out, now, Record::VendIntent { sid, item, attempt, slot: slot.clone() });
-        self.set_phase(out, now, Phase::Vending { item, attempt }, Some(self.cfg.timeouts.vend_watchdog));
-        self.say(out, Prompt::Vending { item: item + 1, of, slot: slot.clone() });
-        out.push(Command::RunMotor { sid, item, attempt, slot });
+        self.emit(
+            out,
+            now,
+            Record::VendIntent {
+                sid,
+                item,
+                attempt,
+                slot: slot.clone(),
+            },
+        );
+        self.set_phase(
+            out,
+            now,
+            Phase::Vending { item, attempt },
+            Some(self.cfg.timeouts.vend_watchdog),
+        );
+        self.say(
+            out,
+            Prompt::Vending {
+                item: item + 1,
+                of,
+                slot: slot.clone(),
+            },
+        );
+        out.push(Command::RunMotor {
+            sid,
+            item,
+            attempt,
+            slot,
+        });
     }
 
     fn fail_item(&mut self, out: &mut Out, now: Millis, sid: SessionId, item: u32, reason: &str) {
@@ -877,11 +1064,27 @@ impl Controller {
             .line
             .slot
             .clone();
-        self.emit(out, now, Record::ItemFailed { sid, item, slot, reason: reason.to_string() });
+        self.emit(
+            out,
+            now,
+            Record::ItemFailed {
+                sid,
+                item,
+                slot,
+                reason: reason.to_string(),
+            },
+        );
     }
 
     fn fault_slot(&mut self, out: &mut Out, now: Millis, slot: &SlotId, reason: &str) {
-        self.emit(out, now, Record::SlotFaulted { slot: slot.clone(), reason: reason.to_string() });
+        self.emit(
+            out,
+            now,
+            Record::SlotFaulted {
+                slot: slot.clone(),
+                reason: reason.to_string(),
+            },
+        );
     }
 
     fn vend_result(
@@ -894,12 +1097,22 @@ impl Controller {
         motor_ms: u32,
     ) {
         let sid = self.sid().expect("vending session open");
-        let slot = self.state.open.as_ref().expect("open").items[item as usize].line.slot.clone();
+        let slot = self.state.open.as_ref().expect("open").items[item as usize]
+            .line
+            .slot
+            .clone();
         let believed = self.state.catalog.slots[&slot].stock;
         self.emit(
             out,
             now,
-            Record::VendResult { sid, item, attempt, slot: slot.clone(), outcome: outcome.clone(), motor_ms },
+            Record::VendResult {
+                sid,
+                item,
+                attempt,
+                slot: slot.clone(),
+                outcome: outcome.clone(),
+                motor_ms,
+            },
         );
         match outcome {
             VendOutcome::Delivered { drops } => {
@@ -923,14 +1136,25 @@ impl Controller {
                 let why = match other {
                     VendOutcome::NoDrop => format!("no drop seen after {attempt} attempts"),
                     VendOutcome::Jammed => "motor jammed".to_string(),
-                    VendOutcome::HomeSwitchStuck => "motor did not leave its home switch".to_string(),
-                    VendOutcome::NoAnswer => "dispenser did not answer; outcome unknown".to_string(),
+                    VendOutcome::HomeSwitchStuck => {
+                        "motor did not leave its home switch".to_string()
+                    }
+                    VendOutcome::NoAnswer => {
+                        "dispenser did not answer; outcome unknown".to_string()
+                    }
                     VendOutcome::DeviceError { message } => format!("device error: {message}"),
                     VendOutcome::Delivered { .. } => unreachable!("handled above"),
                 };
                 self.fail_item(out, now, sid, item, &why);
                 self.fault_slot(out, now, &slot, &why);
-                self.alert(out, now, AlertKind::SlotFault, Some(sid), Some(slot.clone()), format!("slot {slot}: {why}"));
+                self.alert(
+                    out,
+                    now,
+                    AlertKind::SlotFault,
+                    Some(sid),
+                    Some(slot.clone()),
+                    format!("slot {slot}: {why}"),
+                );
                 self.say(out, Prompt::VendFailedNotCharged { slot });
                 self.next_item(out, now, item + 1);
             }
@@ -961,7 +1185,13 @@ impl Controller {
         self.emit(
             out,
             now,
-            Record::LateVendResult { sid, item, attempt, slot: slot.clone(), outcome: outcome.clone() },
+            Record::LateVendResult {
+                sid,
+                item,
+                attempt,
+                slot: slot.clone(),
+                outcome: outcome.clone(),
+            },
         );
         self.alert(
             out,
@@ -987,7 +1217,12 @@ impl Controller {
             Some(c) => c,
             None => {
                 let key = format!("{sid}:capture");
-                let r = Record::Capture { sid, amount: delivered, key: key.clone(), auth_ref: auth_ref.clone() };
+                let r = Record::Capture {
+                    sid,
+                    amount: delivered,
+                    key: key.clone(),
+                    auth_ref: auth_ref.clone(),
+                };
                 self.emit(out, now, r);
                 (delivered, key)
             }
@@ -997,13 +1232,28 @@ impl Controller {
             None => {
                 let key = format!("{sid}:void");
                 let amount = hold.amount - camount;
-                let r = Record::Void { sid, amount, key: key.clone(), auth_ref: auth_ref.clone() };
+                let r = Record::Void {
+                    sid,
+                    amount,
+                    key: key.clone(),
+                    auth_ref: auth_ref.clone(),
+                };
                 self.emit(out, now, r);
                 (amount, key)
             }
         };
-        out.push(Command::Capture { sid, amount: camount, key: ckey, auth_ref: auth_ref.clone() });
-        out.push(Command::Void { sid, amount: vamount, key: vkey, auth_ref });
+        out.push(Command::Capture {
+            sid,
+            amount: camount,
+            key: ckey,
+            auth_ref: auth_ref.clone(),
+        });
+        out.push(Command::Void {
+            sid,
+            amount: vamount,
+            key: vkey,
+            auth_ref,
+        });
     }
 
     fn settle(&mut self, out: &mut Out, now: Millis) {
@@ -1011,7 +1261,11 @@ impl Controller {
         let hold = open.hold.clone().expect("vending session is authorised");
         self.settle_money(out, now);
         let delivered = open.delivered_value();
-        let n_ok = open.items.iter().filter(|i| matches!(i.status, ItemStatus::Delivered { .. })).count();
+        let n_ok = open
+            .items
+            .iter()
+            .filter(|i| matches!(i.status, ItemStatus::Delivered { .. }))
+            .count();
         let reason = if n_ok == open.items.len() {
             CloseReason::Completed
         } else if n_ok > 0 {
@@ -1028,7 +1282,15 @@ impl Controller {
                 delivered: matches!(i.status, ItemStatus::Delivered { .. }),
             })
             .collect();
-        self.emit(out, now, Record::SessionClosed { sid: open.sid, reason, captured: delivered });
+        self.emit(
+            out,
+            now,
+            Record::SessionClosed {
+                sid: open.sid,
+                reason,
+                captured: delivered,
+            },
+        );
         self.receipt = Some(Receipt {
             sid: open.sid,
             items,
@@ -1042,7 +1304,10 @@ impl Controller {
 
     fn show_receipt(&mut self, out: &mut Out, now: Millis) {
         self.set_phase(out, now, Phase::Receipt, Some(self.cfg.timeouts.receipt));
-        let (charged, released) = self.receipt.as_ref().map_or((0, 0), |r| (r.charged, r.released));
+        let (charged, released) = self
+            .receipt
+            .as_ref()
+            .map_or((0, 0), |r| (r.charged, r.released));
         self.say(out, Prompt::Receipt { charged, released });
     }
 

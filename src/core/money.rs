@@ -138,13 +138,19 @@ impl Money {
     /// Checked sum; `None` on a currency mismatch or overflow.
     pub fn checked_add(self, other: Money) -> Option<Money> {
         (self.currency == other.currency).then_some(())?;
-        Some(Money::new(self.minor.checked_add(other.minor)?, self.currency))
+        Some(Money::new(
+            self.minor.checked_add(other.minor)?,
+            self.currency,
+        ))
     }
 
     /// Checked difference; `None` on a currency mismatch or overflow.
     pub fn checked_sub(self, other: Money) -> Option<Money> {
         (self.currency == other.currency).then_some(())?;
-        Some(Money::new(self.minor.checked_sub(other.minor)?, self.currency))
+        Some(Money::new(
+            self.minor.checked_sub(other.minor)?,
+            self.currency,
+        ))
     }
 }
 

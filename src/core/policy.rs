@@ -30,9 +30,13 @@ impl Default for PolicyConfig {
             floor_limit: 2000,
             max_offline_total: 20_000,
             max_uses_per_day: 5,
-            offline_methods: [PaymentMethod::TestCard, PaymentMethod::Card, PaymentMethod::Face]
-                .into_iter()
-                .collect(),
+            offline_methods: [
+                PaymentMethod::TestCard,
+                PaymentMethod::Card,
+                PaymentMethod::Face,
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 }

@@ -6,9 +6,7 @@
 //! therefore end in the same state.
 
 use super::catalog::{Catalog, SlotId};
-use super::record::{
-    LineItem, Millis, PaymentMethod, Record, SessionId, Stamped, VendOutcome,
-};
+use super::record::{LineItem, Millis, PaymentMethod, Record, SessionId, Stamped, VendOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -170,6 +168,16 @@ pub struct State {
     pub day_offset_s: i64,
     /// Source of the last planogram applied (empty before the first).
     pub planogram_source: String,
+    /// Authorisation references this machine accepted as a hold, with the day accepted;
+    /// kept for two days so that a duplicated approval (at-least-once delivery) is
+    /// recognised and not voided as a stray one.
+    #[serde(default)]
+    pub accepted_auth_refs: BTreeMap<String, u32>,
+    /// Voids of stray approvals written ahead and not yet known to be carried out, by
+    /// idempotency key: (session, amount, authorisation). The alert that follows the void
+    /// command marks it carried out; start-up sends the rest again.
+    #[serde(default)]
+    pub pending_stray_voids: BTreeMap<String, (SessionId, i64, String)>,
 }
 
 /// The day number (local days since the epoch) of a timestamp.
@@ -190,6 +198,8 @@ impl State {
             door_open: false,
             day_offset_s,
             planogram_source: String::new(),
+            accepted_auth_refs: BTreeMap::new(),
+            pending_stray_voids: BTreeMap::new(),
         }
     }
 
@@ -203,6 +213,14 @@ impl State {
         let at = st.at;
         match &st.record {
             Record::Boot { .. } | Record::Declined { .. } | Record::Alert { .. } => {
+                if let Record::Alert {
+                    kind: super::record::AlertKind::StrayAuthorisation,
+                    sid: Some(sid),
+                    ..
+                } = &st.record
+                {
+                    self.pending_stray_voids.retain(|_, (s, _, _)| s != sid);
+                }
                 if let Record::Declined { reason, .. } = &st.record {
                     let deny = matches!(reason, super::record::DeclineReason::DenyListed);
                     self.counters.each(|c| {
@@ -251,11 +269,17 @@ impl State {
             } => {
                 let day = day_of(at, self.day_offset_s);
                 self.ledger.uses.retain(|_, (d, _)| *d >= day);
-                let e = self.ledger.uses.entry(credential.clone()).or_insert((day, 0));
+                let e = self
+                    .ledger
+                    .uses
+                    .entry(credential.clone())
+                    .or_insert((day, 0));
                 e.1 += 1;
                 if *offline {
                     self.ledger.unsettled_offline += amount;
                 }
+                self.accepted_auth_refs.retain(|_, d| *d + 1 >= day);
+                self.accepted_auth_refs.insert(auth_ref.clone(), day);
                 if let Some(s) = self.session_mut(*sid) {
                     s.hold = Some(Hold {
                         amount: *amount,
@@ -274,7 +298,11 @@ impl State {
                 }
             }
             Record::VendResult {
-                sid, item, outcome, slot, ..
+                sid,
+                item,
+                outcome,
+                slot,
+                ..
             } => {
                 self.take_drops(slot, outcome);
                 if let Some(s) = self.session_mut(*sid) {
@@ -319,7 +347,15 @@ impl State {
                     self.ledger.unsettled_offline -= amount;
                 }
             }
-            Record::StrayAuthVoided { .. } => {}
+            Record::StrayAuthVoided {
+                sid,
+                amount,
+                auth_ref,
+                key,
+            } => {
+                self.pending_stray_voids
+                    .insert(key.clone(), (*sid, *amount, auth_ref.clone()));
+            }
             Record::SessionClosed { sid, .. } => {
                 if self.open.as_ref().is_some_and(|s| s.sid == *sid) {
                     self.open = None;

@@ -48,6 +48,8 @@ pub struct Verifier {
     last_seq: Option<u64>,
     sessions: BTreeMap<SessionId, Sess>,
     in_flight: Option<(SessionId, u32, u32)>,
+    /// Slot of each journaled intent of the open sessions: a drop may lower only that slot.
+    intent_slots: BTreeMap<(SessionId, u32, u32), SlotId>,
     violations: Vec<Violation>,
     records: u64,
 }
@@ -66,6 +68,7 @@ impl Verifier {
             last_seq: None,
             sessions: BTreeMap::new(),
             in_flight: None,
+            intent_slots: BTreeMap::new(),
             violations: Vec::new(),
             records: 0,
         }
@@ -106,16 +109,40 @@ impl Verifier {
         }
         let Some(state) = self.state.as_mut() else {
             if !matches!(st.record, Record::Boot { .. }) {
-                self.v(seq, "seq", format!("{} record before any planogram", st.record.kind()));
+                self.v(
+                    seq,
+                    "seq",
+                    format!("{} record before any planogram", st.record.kind()),
+                );
             }
             return;
         };
-        let before: BTreeMap<SlotId, u32> =
-            state.catalog.slots.iter().map(|(k, s)| (k.clone(), s.stock)).collect();
+        let before: BTreeMap<SlotId, u32> = state
+            .catalog
+            .slots
+            .iter()
+            .map(|(k, s)| (k.clone(), s.stock))
+            .collect();
         state.apply(st);
         let allowed: Option<(&SlotId, u32)> = match &st.record {
-            Record::VendResult { slot, outcome, .. } | Record::LateVendResult { slot, outcome, .. } => {
-                Some((slot, outcome.confirmed_drops()))
+            Record::VendResult {
+                sid,
+                item,
+                attempt,
+                slot,
+                outcome,
+                ..
+            }
+            | Record::LateVendResult {
+                sid,
+                item,
+                attempt,
+                slot,
+                outcome,
+            } => {
+                // Only the slot whose motor ran for this attempt can have lost items.
+                let ran = self.intent_slots.get(&(*sid, *item, *attempt)) == Some(slot);
+                Some((slot, if ran { outcome.confirmed_drops() } else { 0 }))
             }
             Record::StockSet { .. } | Record::Planogram { .. } => return,
             _ => None,
@@ -126,7 +153,11 @@ impl Verifier {
             if s.stock < old {
                 let ok = allowed.is_some_and(|(slot, drops)| slot == id && old - s.stock <= drops);
                 if !ok {
-                    bad.push(format!("stock of {id} fell from {old} to {} on a {} record", s.stock, st.record.kind()));
+                    bad.push(format!(
+                        "stock of {id} fell from {old} to {} on a {} record",
+                        s.stock,
+                        st.record.kind()
+                    ));
                 }
             }
         }
@@ -150,7 +181,11 @@ impl Verifier {
                 }
                 match self.sessions.get_mut(sid) {
                     Some(s) => s.prices = items.iter().map(|i| i.price).collect(),
-                    None => self.v(seq, "session", format!("checkout for session {sid} that is not open")),
+                    None => self.v(
+                        seq,
+                        "session",
+                        format!("checkout for session {sid} that is not open"),
+                    ),
                 }
             }
             Record::Authorised { sid, amount, .. } => {
@@ -159,33 +194,73 @@ impl Verifier {
                     (Some(s), Some(t)) if s.hold.is_none() => {
                         s.hold = Some(*amount);
                         if *amount != t {
-                            self.v(seq, "c", format!("session {sid}: authorised {amount} but the cart is {t}"));
+                            self.v(
+                                seq,
+                                "c",
+                                format!("session {sid}: authorised {amount} but the cart is {t}"),
+                            );
                         }
                     }
-                    _ => self.v(seq, "c", format!("session {sid}: authorisation without an open, unauthorised checkout")),
+                    _ => self.v(
+                        seq,
+                        "c",
+                        format!(
+                            "session {sid}: authorisation without an open, unauthorised checkout"
+                        ),
+                    ),
                 }
             }
-            Record::VendIntent { sid, item, attempt, .. } => {
+            Record::VendIntent {
+                sid,
+                item,
+                attempt,
+                slot,
+            } => {
                 if let Some((s, i, a)) = self.in_flight {
                     self.v(seq, "a", format!("intent for session {sid} item {item} while session {s} item {i} attempt {a} is unanswered"));
                 }
-                let ok = self.sessions.get(sid).is_some_and(|s| s.hold.is_some() && (*item as usize) < s.prices.len());
+                let ok = self
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| s.hold.is_some() && (*item as usize) < s.prices.len());
                 if !ok {
-                    self.v(seq, "a", format!("session {sid}: vend intent without an authorised item {item}"));
+                    self.v(
+                        seq,
+                        "a",
+                        format!("session {sid}: vend intent without an authorised item {item}"),
+                    );
                 }
                 if let Some(s) = self.sessions.get_mut(sid) {
                     s.intents.insert((*item, *attempt));
                 }
+                self.intent_slots
+                    .insert((*sid, *item, *attempt), slot.clone());
                 self.in_flight = Some((*sid, *item, *attempt));
             }
-            Record::VendResult { sid, item, attempt, outcome, .. } => {
+            Record::VendResult {
+                sid,
+                item,
+                attempt,
+                outcome,
+                ..
+            } => {
                 let key = (*item, *attempt);
-                let has_intent = self.sessions.get(sid).is_some_and(|s| s.intents.contains(&key));
-                let fresh = self.sessions.get(sid).is_some_and(|s| !s.answered.contains(&key));
+                let has_intent = self
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| s.intents.contains(&key));
+                let fresh = self
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| !s.answered.contains(&key));
                 if !has_intent {
                     self.v(seq, "a", format!("session {sid} item {item} attempt {attempt}: result without a journaled intent"));
                 } else if !fresh {
-                    self.v(seq, "a", format!("session {sid} item {item} attempt {attempt}: answered twice"));
+                    self.v(
+                        seq,
+                        "a",
+                        format!("session {sid} item {item} attempt {attempt}: answered twice"),
+                    );
                 }
                 if self.in_flight == Some((*sid, *item, *attempt)) {
                     self.in_flight = None;
@@ -203,7 +278,9 @@ impl Verifier {
                     }
                 }
             }
-            Record::InterruptedVend { sid, item, attempt, .. } => {
+            Record::InterruptedVend {
+                sid, item, attempt, ..
+            } => {
                 if self.in_flight == Some((*sid, *item, *attempt)) {
                     self.in_flight = None;
                 } else {
@@ -216,15 +293,28 @@ impl Verifier {
             }
             Record::Capture { sid, amount, .. } => {
                 let Some(s) = self.sessions.get_mut(sid) else {
-                    self.v(seq, "c", format!("capture for session {sid} that is not open"));
+                    self.v(
+                        seq,
+                        "c",
+                        format!("capture for session {sid} that is not open"),
+                    );
                     return;
                 };
                 s.captures.push(*amount);
-                let delivered: i64 = s.delivered.iter().map(|i| s.prices[*i as usize]).sum();
-                let unknown_charged: Vec<u32> = s.unknown.intersection(&s.delivered).copied().collect();
+                let delivered: i64 = s
+                    .delivered
+                    .iter()
+                    .filter_map(|i| s.prices.get(*i as usize))
+                    .sum();
+                let unknown_charged: Vec<u32> =
+                    s.unknown.intersection(&s.delivered).copied().collect();
                 let (hold, n) = (s.hold, s.captures.len());
                 if hold.is_none() {
-                    self.v(seq, "c", format!("session {sid}: capture without an authorisation"));
+                    self.v(
+                        seq,
+                        "c",
+                        format!("session {sid}: capture without an authorisation"),
+                    );
                 }
                 if n > 1 {
                     self.v(seq, "c", format!("session {sid}: {n} captures"));
@@ -249,19 +339,34 @@ impl Verifier {
                 }
             }
             Record::SessionClosed { sid, captured, .. } => {
+                self.intent_slots.retain(|k, _| k.0 != *sid);
                 let Some(s) = self.sessions.remove(sid) else {
                     self.v(seq, "session", format!("session {sid} closed but not open"));
                     return;
                 };
                 if s.hold.is_some() && (s.captures.len() != 1 || s.voids.len() != 1) {
-                    self.v(seq, "c", format!("session {sid} closed with {} captures and {} voids", s.captures.len(), s.voids.len()));
+                    self.v(
+                        seq,
+                        "c",
+                        format!(
+                            "session {sid} closed with {} captures and {} voids",
+                            s.captures.len(),
+                            s.voids.len()
+                        ),
+                    );
                 }
                 if s.captures.first().copied().unwrap_or(0) != *captured {
                     self.v(seq, "b", format!("session {sid} closed saying {captured} was captured, the capture was {:?}", s.captures.first()));
                 }
                 let unanswered: Vec<_> = s.intents.difference(&s.answered).collect();
                 if !unanswered.is_empty() {
-                    self.v(seq, "e", format!("session {sid} closed with unanswered vend attempts {unanswered:?}"));
+                    self.v(
+                        seq,
+                        "e",
+                        format!(
+                            "session {sid} closed with unanswered vend attempts {unanswered:?}"
+                        ),
+                    );
                 }
             }
             _ => {}
