@@ -157,24 +157,15 @@ struct CoreLoop {
 impl CoreLoop {
     /// Carries out commands in order; durable journal before any acting command.
     fn execute(&mut self, cmds: Vec<Command>) -> Result<(), JournalError> {
-        let mut dirty = false;
-        for cmd in cmds {
-            match cmd {
-                Command::Journal(st) => {
-                    self.last_seq = self.journal.append(&st)?;
-                    dirty = true;
-                }
-                other => {
-                    if other.acts() && dirty {
-                        self.journal.commit()?;
-                        dirty = false;
-                    }
-                    self.dispatch(other);
-                }
-            }
+        let mut acting = Vec::new();
+        // Acting commands are collected in order and dispatched right after the commit that
+        // precedes them; dispatch itself only queues work for device threads.
+        let last = self.journal.write_ahead(cmds, |c| acting.push(c))?;
+        if let Some(seq) = last {
+            self.last_seq = seq;
         }
-        if dirty {
-            self.journal.commit()?;
+        for c in acting {
+            self.dispatch(c);
         }
         self.journal.maybe_checkpoint(self.ctl.state())?;
         Ok(())

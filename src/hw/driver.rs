@@ -2,16 +2,16 @@
 //! simulator.
 //!
 //! A spiral machine wires its motors in a row/column matrix: a motor turns only while its
-//! row *and* its column are energised. One home-switch line reads "home" only while every
-//! motor sits in its cam notch (the switches are wired as a chain), and an IR beam across
-//! the chute sees items fall.
+//! row *and* its column are energised. One home-sense line reads the cam switch of the
+//! selected motor (each switch has its own diode on the matrix) and idles at "home" when no
+//! motor is selected; an IR beam across the chute sees items fall.
 //!
 //! Pin sequence of one [`MatrixDispenser::vend`]:
 //!
 //! 1. drive every row and column off;
-//! 2. read the home line; if a motor is parked off home, energise nothing and return
-//!    [`HwError::MotorNotHome`] (running a motor of unknown position could hand out an item
-//!    nobody will be charged for, and the fault is the machine's, not this slot's);
+//! 2. read the home line with nothing selected; it must idle at "home". If it does not, the
+//!    sense wiring is broken or shorted: energise nothing and return
+//!    [`HwError::MotorNotHome`] (the fault is the machine's, not this slot's);
 //! 3. arm the drop sensor, energise the row, then the column;
 //! 4. poll the home line until it leaves home (`leave_home_timeout` →
 //!    [`VendOutcome::HomeSwitchStuck`]), then until it returns (`motor_timeout`, counted from

@@ -68,13 +68,14 @@ pub enum HwError {
         /// Columns in the matrix.
         cols: u8,
     },
-    /// Before the cycle the home line said a motor is parked off its home position, so
-    /// nothing was energised. This follows a jam that was not cleared, a spiral turned by
-    /// hand, or a broken wire in the home-switch chain.
+    /// Before the cycle, with no motor selected, the home-sense line did not idle at
+    /// "home", so nothing was energised: the sense wiring is broken or shorted (or a
+    /// driver board output is stuck on).
     ///
-    /// Fix: open the machine, clear the jam and turn the spiral back to home, then check the
-    /// home-switch chain; the home line must read "home" with every motor parked.
-    #[error("a motor is parked off home (uncleared jam or broken home-switch wire); nothing was energised")]
+    /// Fix: with the machine off, check the home-sense line and its pull-up, the diodes of
+    /// the cam switches and the row/column driver board; the line must read "home" when no
+    /// row or column is driven.
+    #[error("the home-sense line reads off-home with no motor selected (broken or shorted sense wiring); nothing was energised")]
     MotorNotHome,
     /// The pin map is invalid.
     #[error(transparent)]

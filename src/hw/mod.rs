@@ -82,8 +82,7 @@ pub enum VendOutcome {
     /// The motor did a full turn but nothing was seen (empty slot or a missed drop).
     NoDrop,
     /// The motor left home but did not return within `motor_timeout`. The motor is left
-    /// off its home position; later vends fail with [`HwError::MotorNotHome`] until an
-    /// operator clears it.
+    /// off its home position; its slot stays jammed until an operator clears it.
     Jammed,
     /// The home switch never left home (stuck switch or dead motor).
     HomeSwitchStuck,
@@ -105,7 +104,7 @@ pub trait Dispenser: Send {
     ///
     /// # Errors
     /// [`HwError::SlotOutOfRange`] for a slot outside the matrix, [`HwError::MotorNotHome`]
-    /// when a motor is parked off home before the cycle (nothing is energised), and pin or
+    /// when the idle home-sense line reads off-home before the cycle (nothing is energised), and pin or
     /// sensor errors from the backend.
     fn vend(&mut self, slot: SlotAddr, timing: &VendTiming) -> Result<VendReport, HwError>;
     /// De-energise every row and column (used at start-up and shutdown).

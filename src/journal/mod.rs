@@ -145,6 +145,42 @@ impl Journal {
         Ok(())
     }
 
+    /// Carries out a batch of controller commands in order, write-ahead: journal records are
+    /// appended, and before any command that acts on the world (motor, money) everything
+    /// appended so far is committed; `act` receives every non-journal command. The batch
+    /// ends with a commit, so an acknowledgement sent after this returns is durable.
+    /// Returns the sequence number of the last record appended (or `None`).
+    ///
+    /// # Errors
+    /// A failed append or commit; `act` is not called for any later command then.
+    pub fn write_ahead(
+        &mut self,
+        cmds: Vec<crate::core::Command>,
+        mut act: impl FnMut(crate::core::Command),
+    ) -> Result<Option<u64>> {
+        let mut last = None;
+        let mut dirty = false;
+        for cmd in cmds {
+            match cmd {
+                crate::core::Command::Journal(st) => {
+                    last = Some(self.append(&st)?);
+                    dirty = true;
+                }
+                other => {
+                    if other.acts() && dirty {
+                        self.commit()?;
+                        dirty = false;
+                    }
+                    act(other);
+                }
+            }
+        }
+        if dirty {
+            self.commit()?;
+        }
+        Ok(last)
+    }
+
     /// Writes a checkpoint of `state` covering every record appended so far, when
     /// [`CHECKPOINT_EVERY`] records have passed since the last one. Call right after a
     /// commit with the state that includes every appended record.

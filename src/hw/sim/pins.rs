@@ -61,7 +61,7 @@ impl OutputPin for SimMatrixPin {
     }
 }
 
-/// The shared home line (high = every motor at home).
+/// The home sense line (high = the selected motor is at home; idle high).
 #[derive(Debug)]
 pub struct SimHomePin {
     world: Shared,

@@ -112,9 +112,19 @@ impl World {
         angle.fract() < self.cfg.home_notch
     }
 
-    /// The shared home line: "home" only while every motor sits in its notch.
+    /// The home sense line, read through the matrix: each cam switch sits behind its own
+    /// diode on its motor's row and column, so the line reports the switch of the selected
+    /// motor ("home" only while every selected motor sits in its notch). With nothing
+    /// selected the line idles at "home". A motor parked off home (a jam) therefore affects
+    /// only its own slot.
     pub(super) fn home_line(&self) -> bool {
-        self.motors.iter().all(|m| self.at_home(m.angle))
+        let cols = self.cols_on.len();
+        self.rows_on
+            .iter()
+            .enumerate()
+            .filter(|(_, on)| **on)
+            .flat_map(|(r, _)| (0..cols).filter(|c| self.cols_on[*c]).map(move |c| r * cols + c))
+            .all(|i| self.at_home(self.motors[i].angle))
     }
 
     /// Bring the physics up to `now`.
