@@ -3,7 +3,9 @@
 //!
 //! Nothing reads the environment or the file again after [`Config::load`] returns.
 
-use crate::core::{Catalog, CoreConfig, Currency, PaymentMethod, PolicyConfig, Product, Slot, SlotId, Timeouts};
+use crate::core::{
+    Catalog, CoreConfig, Currency, PaymentMethod, PolicyConfig, Product, Slot, SlotId, Timeouts,
+};
 use crate::hw::{PinMap, SimConfig, VendTiming};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -94,7 +96,10 @@ struct RawHttp {
 
 impl Default for RawHttp {
     fn default() -> Self {
-        RawHttp { listen: "127.0.0.1:8080".into(), allow_non_loopback: false }
+        RawHttp {
+            listen: "127.0.0.1:8080".into(),
+            allow_non_loopback: false,
+        }
     }
 }
 
@@ -190,7 +195,10 @@ struct RawHardware {
 
 impl Default for RawHardware {
     fn default() -> Self {
-        RawHardware { backend: Backend::Sim, pinmap: None }
+        RawHardware {
+            backend: Backend::Sim,
+            pinmap: None,
+        }
     }
 }
 
@@ -289,8 +297,33 @@ impl Ctx<'_> {
     fn line(&self, pos: usize) -> usize {
         self.text[..pos.min(self.text.len())].matches('\n').count() + 1
     }
-    fn err(&self, span: std::ops::Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.to_string(), line: self.line(span.start), field: field.into(), message: message.into() }
+    /// An error at `key` inside the section `span` (or at the section when the key is absent).
+    fn err_at(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let start = self
+            .text
+            .get(span.clone())
+            .and_then(|sec| sec.find(key))
+            .map_or(span.start, |i| span.start + i);
+        self.err(start..start, field, message)
+    }
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line(span.start),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -327,37 +360,70 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let msg = e.message().to_string();
-            let field = msg
-                .split('`')
-                .nth(1)
-                .filter(|_| msg.contains("field"))
-                .unwrap_or("-")
-                .to_string();
+            let field = match msg.split('`').nth(1).filter(|_| msg.contains("field")) {
+                Some(f) => f.to_string(),
+                None => field_at(text, span.start),
+            };
             cx.err(span, field, msg)
         })?;
         let m_span = raw.machine.span();
         let m = raw.machine.into_inner();
-        if m.id.is_empty() || !m.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(cx.err(m_span, "machine.id", "use letters, digits, '-' and '_' (it becomes an MQTT topic level)"));
+        if m.id.is_empty()
+            || !m
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(cx.err_at(
+                m_span.clone(),
+                "id",
+                "machine.id",
+                "use letters, digits, '-' and '_' (it becomes an MQTT topic level)",
+            ));
         }
-        if m.site.is_empty() || !m.site.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(cx.err(m_span, "machine.site", "use letters, digits, '-' and '_' (it becomes an MQTT topic level)"));
+        if m.site.is_empty()
+            || !m
+                .site
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(cx.err_at(
+                m_span.clone(),
+                "site",
+                "machine.site",
+                "use letters, digits, '-' and '_' (it becomes an MQTT topic level)",
+            ));
         }
         if !(1..=26).contains(&m.rows) || !(1..=99).contains(&m.cols) {
-            return Err(cx.err(m_span, "machine.rows/cols", "rows 1–26 (A–Z) and columns 1–99"));
+            return Err(cx.err_at(
+                m_span.clone(),
+                "rows",
+                "machine.rows/cols",
+                "rows 1–26 (A–Z) and columns 1–99",
+            ));
         }
         if !(-14 * 60..=14 * 60).contains(&m.day_offset_minutes) {
-            return Err(cx.err(m_span, "machine.day_offset_minutes", "must be within ±840 minutes of UTC"));
+            return Err(cx.err_at(
+                m_span.clone(),
+                "day_offset_minutes",
+                "machine.day_offset_minutes",
+                "must be within ±840 minutes of UTC",
+            ));
         }
 
         let (h_span, http) = take(raw.http);
-        let http_listen: SocketAddr = http
-            .listen
-            .parse()
-            .map_err(|_| cx.err(h_span.clone(), "http.listen", format!("`{}` is not an address:port", http.listen)))?;
+        let http_listen: SocketAddr = http.listen.parse().map_err(|_| {
+            cx.err_at(
+                h_span.clone(),
+                "listen",
+                "http.listen",
+                format!("`{}` is not an address:port", http.listen),
+            )
+        })?;
         if !http_listen.ip().is_loopback() && !http.allow_non_loopback {
-            return Err(cx.err(
+            return Err(cx.err_at(
                 h_span,
+                "listen",
                 "http.listen",
                 "the API listens on loopback only; set http.allow_non_loopback = true to override",
             ));
@@ -386,7 +452,11 @@ impl Config {
             }
         }
         if timeouts.warn_before >= timeouts.shopping.min(timeouts.credential) {
-            return Err(cx.err(find(text, "warn_before_ms"), "timeouts.warn_before_ms", "must be shorter than the shopping and credential time-outs"));
+            return Err(cx.err(
+                find(text, "warn_before_ms"),
+                "timeouts.warn_before_ms",
+                "must be shorter than the shopping and credential time-outs",
+            ));
         }
         let v = raw.vend;
         let vend_timing = VendTiming {
@@ -396,27 +466,46 @@ impl Config {
             drop_debounce: Duration::from_millis(v.drop_debounce_ms),
         };
         if !(1..=5).contains(&v.max_attempts) {
-            return Err(cx.err(find(text, "max_attempts"), "vend.max_attempts", "must be 1 to 5"));
+            return Err(cx.err(
+                find(text, "max_attempts"),
+                "vend.max_attempts",
+                "must be 1 to 5",
+            ));
         }
         if !(1..=50).contains(&v.max_cart_items) {
-            return Err(cx.err(find(text, "max_cart_items"), "vend.max_cart_items", "must be 1 to 50"));
+            return Err(cx.err(
+                find(text, "max_cart_items"),
+                "vend.max_cart_items",
+                "must be 1 to 50",
+            ));
         }
         let cycle = v.leave_home_timeout_ms + v.motor_timeout_ms + v.drop_window_ms;
         if timeouts.vend_watchdog <= cycle {
             return Err(cx.err(
                 find(text, "vend_watchdog_ms"),
                 "timeouts.vend_watchdog_ms",
-                format!("must exceed one motor cycle (leave_home + motor + drop_window = {cycle} ms)"),
+                format!(
+                    "must exceed one motor cycle (leave_home + motor + drop_window = {cycle} ms)"
+                ),
             ));
         }
 
         let (o_span, o) = take(raw.offline);
         if o.floor_limit < 0 || o.max_offline_total < 0 {
-            return Err(cx.err(o_span, "offline", "limits cannot be negative"));
+            return Err(cx.err(
+                o_span,
+                "offline.floor_limit/max_offline_total",
+                "limits cannot be negative",
+            ));
         }
         for d in &o.deny {
             if d.is_empty() || d.len() > 128 {
-                return Err(cx.err(o_span.clone(), "offline.deny", "entries are credential hashes of 1–128 characters"));
+                return Err(cx.err_at(
+                    o_span.clone(),
+                    "deny",
+                    "offline.deny",
+                    "entries are credential hashes of 1–128 characters",
+                ));
             }
         }
         let policy = PolicyConfig {
@@ -431,10 +520,27 @@ impl Config {
             let span = p.span();
             let p = p.get_ref();
             if p.id.is_empty() || p.name.is_empty() {
-                return Err(cx.err(span, format!("planogram.products[{i}]"), "id and name must not be empty"));
+                return Err(cx.err(
+                    span,
+                    format!("planogram.products[{i}]"),
+                    "id and name must not be empty",
+                ));
             }
-            if products.insert(p.id.clone(), Product { id: p.id.clone(), name: p.name.clone() }).is_some() {
-                return Err(cx.err(span, format!("planogram.products[{i}].id"), format!("product `{}` is defined twice", p.id)));
+            if products
+                .insert(
+                    p.id.clone(),
+                    Product {
+                        id: p.id.clone(),
+                        name: p.name.clone(),
+                    },
+                )
+                .is_some()
+            {
+                return Err(cx.err(
+                    span,
+                    format!("planogram.products[{i}].id"),
+                    format!("product `{}` is defined twice", p.id),
+                ));
             }
         }
         let mut slots = BTreeMap::new();
@@ -443,10 +549,21 @@ impl Config {
             let s = s.get_ref();
             let f = |name: &str| format!("planogram.slots[{i}].{name}");
             if s.id.row() >= m.rows || s.id.col() >= m.cols {
-                return Err(cx.err(span, f("id"), format!("slot {} is outside the {}×{} matrix", s.id, m.rows, m.cols)));
+                return Err(cx.err(
+                    span,
+                    f("id"),
+                    format!("slot {} is outside the {}×{} matrix", s.id, m.rows, m.cols),
+                ));
             }
             if !products.contains_key(&s.product) {
-                return Err(cx.err(span, f("product"), format!("no product `{}` is defined in planogram.products", s.product)));
+                return Err(cx.err(
+                    span,
+                    f("product"),
+                    format!(
+                        "no product `{}` is defined in planogram.products",
+                        s.product
+                    ),
+                ));
             }
             if !(0..=100_000_000).contains(&s.price) {
                 return Err(cx.err(span, f("price"), "a price is 0 to 100000000 minor units"));
@@ -456,9 +573,21 @@ impl Config {
             }
             let stock = s.stock.unwrap_or(s.capacity);
             if stock > s.capacity {
-                return Err(cx.err(span, f("stock"), format!("stock {stock} is more than the capacity {}", s.capacity)));
+                return Err(cx.err(
+                    span,
+                    f("stock"),
+                    format!("stock {stock} is more than the capacity {}", s.capacity),
+                ));
             }
-            let slot = Slot { id: s.id.clone(), product: s.product.clone(), price: s.price, capacity: s.capacity, stock, enabled: s.enabled, fault: None };
+            let slot = Slot {
+                id: s.id.clone(),
+                product: s.product.clone(),
+                price: s.price,
+                capacity: s.capacity,
+                stock,
+                enabled: s.enabled,
+                fault: None,
+            };
             if slots.insert(s.id.clone(), slot).is_some() {
                 return Err(cx.err(span, f("id"), format!("slot {} is defined twice", s.id)));
             }
@@ -466,7 +595,11 @@ impl Config {
         if slots.is_empty() {
             return Err(cx.err(0..0, "planogram.slots", "define at least one slot"));
         }
-        let catalog = Catalog { currency: m.currency, products, slots };
+        let catalog = Catalog {
+            currency: m.currency,
+            products,
+            slots,
+        };
         let planogram_source = {
             let mut shape = catalog.clone();
             for s in shape.slots.values_mut() {
@@ -478,29 +611,77 @@ impl Config {
 
         let (sec_span, sec) = take(raw.security);
         let device_secret = match (sec.device_secret, sec.device_secret_file) {
-            (Some(_), Some(_)) => return Err(cx.err(sec_span, "security", "give device_secret or device_secret_file, not both")),
-            (Some(s), None) => hex::decode(&s).map_err(|_| cx.err(sec_span.clone(), "security.device_secret", "must be hex"))?,
+            (Some(_), Some(_)) => {
+                return Err(cx.err(
+                    sec_span,
+                    "security",
+                    "give device_secret or device_secret_file, not both",
+                ))
+            }
+            (Some(s), None) => hex::decode(&s).map_err(|_| {
+                cx.err_at(
+                    sec_span.clone(),
+                    "device_secret",
+                    "security.device_secret",
+                    "must be hex",
+                )
+            })?,
             (None, Some(p)) => {
                 let p = resolve(base, &p);
-                let s = std::fs::read_to_string(&p)
-                    .map_err(|e| cx.err(sec_span.clone(), "security.device_secret_file", format!("cannot read {}: {e}", p.display())))?;
-                hex::decode(s.trim()).map_err(|_| cx.err(sec_span.clone(), "security.device_secret_file", "must contain hex"))?
+                let s = std::fs::read_to_string(&p).map_err(|e| {
+                    cx.err(
+                        sec_span.clone(),
+                        "security.device_secret_file",
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
+                hex::decode(s.trim()).map_err(|_| {
+                    cx.err(
+                        sec_span.clone(),
+                        "security.device_secret_file",
+                        "must contain hex",
+                    )
+                })?
             }
             (None, None) => b"vendd-simulation-only-secret".to_vec(),
         };
         if device_secret.len() < 16 {
-            return Err(cx.err(sec_span, "security.device_secret", "use at least 16 bytes (32 hex digits)"));
+            return Err(cx.err_at(
+                sec_span,
+                "device_secret",
+                "security.device_secret",
+                "use at least 16 bytes (32 hex digits)",
+            ));
         }
 
         let (hw_span, hw) = take(raw.hardware);
         let pinmap = match (&hw.backend, &hw.pinmap) {
-            (Backend::Rpi, None) => return Err(cx.err(hw_span, "hardware.pinmap", "the rpi backend needs a pin map file (see hardware/)")),
+            (Backend::Rpi, None) => {
+                return Err(cx.err_at(
+                    hw_span,
+                    "backend",
+                    "hardware.pinmap",
+                    "the rpi backend needs a pin map file (see hardware/)",
+                ))
+            }
             (_, Some(p)) => {
                 let p = resolve(base, p);
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| cx.err(hw_span.clone(), "hardware.pinmap", format!("cannot read {}: {e}", p.display())))?;
-                let map = PinMap::from_toml_str(&text)
-                    .map_err(|e| cx.err(hw_span.clone(), "hardware.pinmap", format!("{}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    cx.err_at(
+                        hw_span.clone(),
+                        "pinmap",
+                        "hardware.pinmap",
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
+                let map = PinMap::from_toml_str(&text).map_err(|e| {
+                    cx.err_at(
+                        hw_span.clone(),
+                        "pinmap",
+                        "hardware.pinmap",
+                        format!("{}: {e}", p.display()),
+                    )
+                })?;
                 Some(map)
             }
             (Backend::Sim, None) => None,
@@ -508,10 +689,24 @@ impl Config {
 
         Ok(Config {
             file: file.to_string(),
-            machine: Machine { id: m.id, site: m.site, serial: m.serial, model: m.model, location: m.location, rows: m.rows, cols: m.cols },
+            machine: Machine {
+                id: m.id,
+                site: m.site,
+                serial: m.serial,
+                model: m.model,
+                location: m.location,
+                rows: m.rows,
+                cols: m.cols,
+            },
             state_dir: raw.state.dir,
             http_listen,
-            core: CoreConfig { timeouts, max_attempts: v.max_attempts, max_cart_items: v.max_cart_items, max_extends: v.max_extends, policy },
+            core: CoreConfig {
+                timeouts,
+                max_attempts: v.max_attempts,
+                max_cart_items: v.max_cart_items,
+                max_extends: v.max_extends,
+                policy,
+            },
             vend_timing,
             catalog,
             planogram_source,
@@ -537,6 +732,27 @@ fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {
     match base {
         Some(b) if p.is_relative() => b.join(p),
         _ => p.to_path_buf(),
+    }
+}
+
+/// The dotted `section.key` of the `key = value` line holding `pos` ("-" when unknown).
+fn field_at(text: &str, pos: usize) -> String {
+    let pos = pos.min(text.len());
+    let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let Some((key, _)) = line.split_once('=') else {
+        return "-".into();
+    };
+    let key = key.trim().trim_start_matches('{').trim();
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string());
+    match section {
+        Some(sec) => format!("{sec}.{key}"),
+        None => key.to_string(),
     }
 }
 

@@ -12,10 +12,10 @@
 //! - [`sysd`]: systemd notify and watchdog.
 #![warn(unreachable_pub, unused_qualifications)]
 
+pub mod config;
 pub mod core;
 pub mod hw;
 pub mod journal;
-pub mod config;
 pub mod runtime;
 pub mod sysd;
 pub mod token;

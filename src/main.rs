@@ -9,7 +9,11 @@ use vendd::config::Config;
 use vendd::runtime::{self, Options};
 
 #[derive(Parser)]
-#[command(name = "vendd", version, about = "Controller daemon for an unattended vending machine")]
+#[command(
+    name = "vendd",
+    version,
+    about = "Controller daemon for an unattended vending machine"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -51,7 +55,11 @@ enum Cmd {
 fn set_up_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VENDD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -81,10 +89,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run { config, state_dir } => {
             let cfg = Config::load(&config)?;
-            let dir = state_dir.or(cfg.state_dir.clone()).unwrap_or_else(|| PathBuf::from("/var/lib/vendd"));
-            serve(cfg, Options { state_dir: dir, simulate: false, seed: 0 })
+            let dir = state_dir
+                .or(cfg.state_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("/var/lib/vendd"));
+            serve(
+                cfg,
+                Options {
+                    state_dir: dir,
+                    simulate: false,
+                    seed: 0,
+                },
+            )
         }
-        Cmd::Simulate { config, seed, state_dir, listen } => {
+        Cmd::Simulate {
+            config,
+            seed,
+            state_dir,
+            listen,
+        } => {
             let mut cfg = match config {
                 Some(p) => Config::load(&p)?,
                 None => Config::embedded(),
@@ -93,8 +115,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::ensure!(l.ip().is_loopback(), "--listen must be a loopback address");
                 cfg.http_listen = l;
             }
-            let dir = state_dir.or(cfg.state_dir.clone()).unwrap_or_else(default_sim_dir);
-            serve(cfg, Options { state_dir: dir, simulate: true, seed })
+            let dir = state_dir
+                .or(cfg.state_dir.clone())
+                .unwrap_or_else(default_sim_dir);
+            serve(
+                cfg,
+                Options {
+                    state_dir: dir,
+                    simulate: true,
+                    seed,
+                },
+            )
         }
     }
 }
@@ -103,7 +134,9 @@ fn default_sim_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
         return PathBuf::from(d).join("vendd-sim");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/state/vendd-sim")
 }
 
@@ -118,7 +151,8 @@ fn serve(cfg: Config, opts: Options) -> anyhow::Result<ExitCode> {
         // Install the handlers before announcing readiness, so an early SIGTERM is a clean
         // stop rather than the default kill.
         let signals = Signals::install()?;
-        let started = runtime::start(&cfg, &opts).with_context(|| format!("starting with state in {}", opts.state_dir.display()))?;
+        let started = runtime::start(&cfg, &opts)
+            .with_context(|| format!("starting with state in {}", opts.state_dir.display()))?;
         let app = vendd::ui::router(started.handle.clone());
         let listener = tokio::net::TcpListener::bind(cfg.http_listen)
             .await

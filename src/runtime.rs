@@ -91,7 +91,10 @@ impl Handle {
     pub async fn send(&self, input: Input) -> Result<Ack, SendError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request { input, reply: Some(reply) })
+            .send(Request {
+                input,
+                reply: Some(reply),
+            })
             .await
             .map_err(|_| SendError::Stopped)?;
         match rx.await {
@@ -140,7 +143,10 @@ struct MotorJob {
 }
 
 fn addr(slot: &SlotId) -> SlotAddr {
-    SlotAddr { row: slot.row(), col: slot.col() }
+    SlotAddr {
+        row: slot.row(),
+        col: slot.col(),
+    }
 }
 
 /// The running core: controller, journal and the device channels.
@@ -174,25 +180,49 @@ impl CoreLoop {
     fn dispatch(&mut self, cmd: Command) {
         match cmd {
             Command::Journal(_) => unreachable!("handled by execute"),
-            Command::RunMotor { sid, item, attempt, slot } => {
+            Command::RunMotor {
+                sid,
+                item,
+                attempt,
+                slot,
+            } => {
                 info!(sid, item, attempt, %slot, "run motor");
-                let job = MotorJob { sid, item, attempt, addr: addr(&slot) };
+                let job = MotorJob {
+                    sid,
+                    item,
+                    attempt,
+                    addr: addr(&slot),
+                };
                 if let Some(m) = &self.motor {
                     if m.send(job).is_err() {
                         error!("motor thread is gone; the vend watchdog will fail the item");
                     }
                 }
             }
-            Command::RequestAuth { sid, amount, method, .. } => {
+            Command::RequestAuth {
+                sid,
+                amount,
+                method,
+                ..
+            } => {
                 // No online authoriser is configured in this build: the link stays down and
                 // the controller never asks. Should it, the authorising time-out hands the
                 // decision to the offline policy.
-                warn!(sid, amount, method = method.as_str(), "no online authoriser; offline policy will decide");
+                warn!(
+                    sid,
+                    amount,
+                    method = method.as_str(),
+                    "no online authoriser; offline policy will decide"
+                );
             }
-            Command::Capture { sid, amount, key, .. } => {
+            Command::Capture {
+                sid, amount, key, ..
+            } => {
                 info!(sid, amount, %key, "capture stored for upload");
             }
-            Command::Void { sid, amount, key, .. } => {
+            Command::Void {
+                sid, amount, key, ..
+            } => {
                 info!(sid, amount, %key, "void stored for upload");
                 // Capture and void are durable intents in the journal; the offline payment
                 // store is the journal itself, so the session is settled.
@@ -206,7 +236,9 @@ impl CoreLoop {
                 debug!(?sid, phase = phase.name(), "phase");
                 let led = match phase {
                     Phase::Idle => LedPattern::Idle,
-                    Phase::Vending { .. } | Phase::Authorising | Phase::Settling => LedPattern::Busy,
+                    Phase::Vending { .. } | Phase::Authorising | Phase::Settling => {
+                        LedPattern::Busy
+                    }
                     Phase::Receipt => LedPattern::Ok,
                     _ => LedPattern::Idle,
                 };
@@ -277,7 +309,13 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
     let mut boot = ctl.start(now_ms(), VERSION, &cfg.catalog, &cfg.planogram_source);
     for d in &cfg.deny {
         if !ctl.state().deny.contains(d) {
-            if let Ok(c) = ctl.handle_input(now_ms(), Input::Deny { credential: d.clone(), add: true }) {
+            if let Ok(c) = ctl.handle_input(
+                now_ms(),
+                Input::Deny {
+                    credential: d.clone(),
+                    add: true,
+                },
+            ) {
                 boot.extend(c);
             }
         }
@@ -294,7 +332,13 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         let map = cfg.pinmap.as_ref().expect("validated: rpi has a pin map");
         (hw::rpi_machine(map)?, None)
     };
-    let Machine { mut dispenser, door, lock, leds, presence } = machine;
+    let Machine {
+        mut dispenser,
+        door,
+        lock,
+        leds,
+        presence,
+    } = machine;
     dispenser.all_off()?;
 
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -312,7 +356,18 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
     let initial_door = ctl.state().door_open;
     let panel_thread = std::thread::Builder::new()
         .name("panel".into())
-        .spawn(move || panel_loop(door, presence, leds, lock, panel_rx, ptx, pstop, initial_door))
+        .spawn(move || {
+            panel_loop(
+                door,
+                presence,
+                leds,
+                lock,
+                panel_rx,
+                ptx,
+                pstop,
+                initial_door,
+            )
+        })
         .expect("spawn panel thread");
 
     let snap = view::snapshot(&ctl, now_ms(), 0);
@@ -366,10 +421,21 @@ fn motor_loop(
             ),
             Err(e) => {
                 error!(cause = %e, "dispenser error");
-                (VendOutcome::DeviceError { message: e.to_string() }, 0)
+                (
+                    VendOutcome::DeviceError {
+                        message: e.to_string(),
+                    },
+                    0,
+                )
             }
         };
-        let input = Input::VendDone { sid: job.sid, item: job.item, attempt: job.attempt, outcome, motor_ms };
+        let input = Input::VendDone {
+            sid: job.sid,
+            item: job.item,
+            attempt: job.attempt,
+            outcome,
+            motor_ms,
+        };
         if tx.blocking_send(Request { input, reply: None }).is_err() {
             break;
         }
@@ -406,7 +472,13 @@ fn panel_loop(
         match door.is_open() {
             Ok(open) if open != last_door => {
                 last_door = open;
-                if tx.blocking_send(Request { input: Input::Door { open }, reply: None }).is_err() {
+                if tx
+                    .blocking_send(Request {
+                        input: Input::Door { open },
+                        reply: None,
+                    })
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -428,7 +500,10 @@ impl Started {
     ///
     /// # Errors
     /// A journal failure (the daemon must stop selling and let systemd restart it).
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RuntimeError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), RuntimeError> {
         tokio::pin!(shutdown);
         let wd = sysd::watchdog_interval();
         let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
@@ -474,7 +549,8 @@ impl Started {
             }
         }
         self.core.motor = None; // closes the motor queue
-        self.panel_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.panel_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.rx.close();
         let threads = [self.motor_thread.take(), self.panel_thread.take()];
         let _ = tokio::task::spawn_blocking(move || {

@@ -23,7 +23,10 @@ mod tests {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?"
         let t = credential_token(b"Jefe", "what do ya want", "for nothing?");
         assert_eq!(t.len(), 64);
-        assert_ne!(t, credential_token(b"Jefe", "what do ya want", "for nothing!"));
+        assert_ne!(
+            t,
+            credential_token(b"Jefe", "what do ya want", "for nothing!")
+        );
         // "what do ya want" + ":" + "for nothing?" is not the RFC message (a colon instead
         // of a space), so check the RFC vector through the same code path directly:
         use hmac::{Hmac, Mac};

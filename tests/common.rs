@@ -27,7 +27,13 @@ pub struct Faults {
 }
 
 impl Faults {
-    pub const NONE: Faults = Faults { p_jam: 0.0, p_missed_drop: 0.0, p_double_drop: 0.0, p_stuck_home: 0.0, p_bounce: 0.0 };
+    pub const NONE: Faults = Faults {
+        p_jam: 0.0,
+        p_missed_drop: 0.0,
+        p_double_drop: 0.0,
+        p_stuck_home: 0.0,
+        p_bounce: 0.0,
+    };
 }
 
 /// A 3×4 machine with fast physics (100 ms motor turns). Prices: row A 150, B 200, C 250
@@ -111,7 +117,6 @@ slots = [
 pub struct Daemon {
     pub child: Child,
     pub base: String,
-    pub state_dir: PathBuf,
 }
 
 impl Daemon {
@@ -123,7 +128,13 @@ impl Daemon {
             .open(state_dir.with_extension("log"))
             .expect("log file");
         let mut child = Command::new(bin("vendd"))
-            .args(["simulate", "--listen", "127.0.0.1:0", "--seed", &seed.to_string()])
+            .args([
+                "simulate",
+                "--listen",
+                "127.0.0.1:0",
+                "--seed",
+                &seed.to_string(),
+            ])
             .arg("--config")
             .arg(config)
             .arg("--state-dir")
@@ -146,11 +157,12 @@ impl Daemon {
             Ok(b) => b,
             Err(_) => {
                 let _ = child.kill();
-                let log = std::fs::read_to_string(state_dir.with_extension("log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(state_dir.with_extension("log")).unwrap_or_default();
                 panic!("vendd did not start; log:\n{log}");
             }
         };
-        Daemon { child, base, state_dir: state_dir.to_path_buf() }
+        Daemon { child, base }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -159,17 +171,16 @@ impl Daemon {
 
     /// GET → JSON.
     pub fn get(&self, path: &str) -> Value {
-        ureq::get(&self.url(path)).call().expect("GET").into_json().expect("json")
+        ureq::get(&self.url(path))
+            .call()
+            .expect("GET")
+            .into_json()
+            .expect("json")
     }
 
     /// POST JSON → (status, JSON body), errors included.
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         answer(ureq::post(&self.url(path)).send_json(body))
-    }
-
-    /// DELETE → (status, JSON body).
-    pub fn delete(&self, path: &str) -> (u16, Value) {
-        answer(ureq::delete(&self.url(path)).call())
     }
 
     /// Waits until the session satisfies `pred` (polling), returning it.
@@ -180,7 +191,10 @@ impl Daemon {
             if pred(&s) {
                 return s;
             }
-            assert!(t.elapsed() < timeout, "session never reached the expected state; last: {s}");
+            assert!(
+                t.elapsed() < timeout,
+                "session never reached the expected state; last: {s}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -201,7 +215,10 @@ impl Daemon {
             if let Some(st) = self.child.try_wait().expect("wait") {
                 return st;
             }
-            assert!(t.elapsed() < Duration::from_secs(20), "vendd did not stop on SIGTERM");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "vendd did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -244,7 +261,9 @@ pub fn vendctl(state_dir: &Path, args: &[&str]) -> (i32, String, String) {
 pub fn export(state_dir: &Path) -> Vec<Value> {
     let (code, out, err) = vendctl(state_dir, &["journal", "export"]);
     assert_eq!(code, 0, "export failed: {err}");
-    out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
 }
 
 /// Writes the config to a file in `dir` and returns its path.

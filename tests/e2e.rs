@@ -5,11 +5,19 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 fn slot<'a>(catalog: &'a Value, id: &str) -> &'a Value {
-    catalog["slots"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()
+    catalog["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap()
 }
 
 fn records<'a>(journal: &'a [Value], kind: &str, sid: u64) -> Vec<&'a Value> {
-    journal.iter().filter(|r| r["type"] == kind && r["sid"] == sid).collect()
+    journal
+        .iter()
+        .filter(|r| r["type"] == kind && r["sid"] == sid)
+        .collect()
 }
 
 #[test]
@@ -22,8 +30,16 @@ fn three_items_with_a_jam_and_a_missed_drop_charge_only_what_was_delivered() {
     let phys_before = d.get("/sim/state");
 
     // B2 will jam; C3's first drop is missed by the beam (the item falls), the retry works.
-    assert_eq!(d.post("/sim/fault", json!({"slot": "B2", "fault": "jam"})).0, 200);
-    assert_eq!(d.post("/sim/fault", json!({"slot": "C3", "fault": "missed-drop"})).0, 200);
+    assert_eq!(
+        d.post("/sim/fault", json!({"slot": "B2", "fault": "jam"}))
+            .0,
+        200
+    );
+    assert_eq!(
+        d.post("/sim/fault", json!({"slot": "C3", "fault": "missed-drop"}))
+            .0,
+        200
+    );
     for s in ["A1", "B2", "C3"] {
         let (st, body) = d.post("/api/cart/items", json!({"slot": s, "qty": 1}));
         assert_eq!(st, 200, "{body}");
@@ -33,7 +49,10 @@ fn three_items_with_a_jam_and_a_missed_drop_charge_only_what_was_delivered() {
     let total = body["session"]["total"].as_i64().unwrap();
     let (pa, pb, pc) = (160, 220, 280);
     assert_eq!(total, pa + pb + pc);
-    let (st, body) = d.post("/sim/credential", json!({"kind": "test-card", "id": "alice"}));
+    let (st, body) = d.post(
+        "/sim/credential",
+        json!({"kind": "test-card", "id": "alice"}),
+    );
     assert_eq!(st, 200, "{body}");
     let sid = body["session"]["sid"].as_u64().unwrap();
 
@@ -42,7 +61,12 @@ fn three_items_with_a_jam_and_a_missed_drop_charge_only_what_was_delivered() {
     assert_eq!(receipt["sid"], sid);
     assert_eq!(receipt["charged"], pa + pc, "{s}");
     assert_eq!(receipt["released"], pb, "{s}");
-    let delivered: Vec<bool> = receipt["items"].as_array().unwrap().iter().map(|i| i["delivered"].as_bool().unwrap()).collect();
+    let delivered: Vec<bool> = receipt["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["delivered"].as_bool().unwrap())
+        .collect();
     assert_eq!(delivered, [true, false, true]);
 
     // Stock: the controller's count falls only for confirmed drops; the jammed slot is
@@ -52,7 +76,10 @@ fn three_items_with_a_jam_and_a_missed_drop_charge_only_what_was_delivered() {
     assert_eq!(stock(&after, "A1"), stock(&before, "A1") - 1);
     assert_eq!(stock(&after, "B2"), stock(&before, "B2"));
     assert_eq!(stock(&after, "C3"), stock(&before, "C3") - 1);
-    assert!(slot(&after, "B2")["fault"].is_string(), "B2 should be faulted: {after}");
+    assert!(
+        slot(&after, "B2")["fault"].is_string(),
+        "B2 should be faulted: {after}"
+    );
     assert!(slot(&after, "C3")["fault"].is_null());
     let phys = d.get("/sim/state");
     let p = |v: &Value, id: &str| v["stock"][id].as_i64().unwrap();
@@ -87,7 +114,10 @@ fn three_items_with_a_jam_and_a_missed_drop_charge_only_what_was_delivered() {
     let intents = records(&j, "vend_intent", sid);
     let c3: Vec<_> = intents.iter().filter(|r| r["slot"] == "C3").collect();
     assert_eq!(c3.len(), 2, "C3 was tried twice");
-    let b2: Vec<_> = records(&j, "vend_result", sid).into_iter().filter(|r| r["slot"] == "B2").collect();
+    let b2: Vec<_> = records(&j, "vend_result", sid)
+        .into_iter()
+        .filter(|r| r["slot"] == "B2")
+        .collect();
     assert_eq!(b2[0]["outcome"]["kind"], "jammed");
     let (code, out, _) = vendctl(&state, &["journal", "verify"]);
     assert_eq!(code, 0, "{out}");
@@ -108,7 +138,10 @@ fn a_declined_credential_leaves_the_session_waiting_and_charges_nothing() {
     assert_eq!(body["session"]["phase"], "awaiting_credential");
     assert_eq!(body["session"]["last_decline"]["kind"], "over_floor_limit");
     // A pay code needs the network: declined offline with its own reason.
-    let (_, body) = d.post("/sim/credential", json!({"kind": "pay-code", "id": "123456789012345678"}));
+    let (_, body) = d.post(
+        "/sim/credential",
+        json!({"kind": "pay-code", "id": "123456789012345678"}),
+    );
     assert_eq!(body["session"]["last_decline"]["kind"], "needs_online");
     let (st, _) = d.post("/api/cancel", json!({}));
     assert_eq!(st, 200);
@@ -116,7 +149,9 @@ fn a_declined_credential_leaves_the_session_waiting_and_charges_nothing() {
     assert_eq!(d.get("/sim/state")["items_dispensed"], 0);
     d.kill();
     let j = export(&state);
-    assert!(j.iter().all(|r| r["type"] != "authorised" && r["type"] != "capture"));
+    assert!(j
+        .iter()
+        .all(|r| r["type"] != "authorised" && r["type"] != "capture"));
     assert_eq!(j.iter().filter(|r| r["type"] == "declined").count(), 2);
 }
 
@@ -128,9 +163,15 @@ fn sigterm_during_a_vend_finishes_it_and_leaves_every_motor_off() {
     let d = Daemon::start(&cfg, &state, 3);
     d.post("/api/cart/items", json!({"slot": "A2", "qty": 3}));
     d.post("/api/checkout", json!({}));
-    d.post("/sim/credential", json!({"kind": "test-card", "id": "carol"}));
+    d.post(
+        "/sim/credential",
+        json!({"kind": "test-card", "id": "carol"}),
+    );
     d.wait_session(Duration::from_secs(5), |s| s["phase"] == "vending");
-    assert!(d.terminate().success(), "vendd must exit cleanly on SIGTERM");
+    assert!(
+        d.terminate().success(),
+        "vendd must exit cleanly on SIGTERM"
+    );
     let log = std::fs::read_to_string(state.with_extension("log")).unwrap();
     assert!(log.contains("all motors off"), "{log}");
     // Whatever was under way was answered before exit: no intent is left unanswered, so
@@ -138,7 +179,10 @@ fn sigterm_during_a_vend_finishes_it_and_leaves_every_motor_off() {
     let j = export(&state);
     assert!(!j.iter().any(|r| r["type"] == "interrupted_vend"));
     let last_intent = j.iter().rposition(|r| r["type"] == "vend_intent").unwrap();
-    assert!(j[last_intent..].iter().any(|r| r["type"] == "vend_result"), "last intent unanswered");
+    assert!(
+        j[last_intent..].iter().any(|r| r["type"] == "vend_result"),
+        "last intent unanswered"
+    );
     let (code, out, _) = vendctl(&state, &["journal", "verify"]);
     assert_eq!(code, 0, "{out}");
 }

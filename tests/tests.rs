@@ -1,5 +1,6 @@
 //! The integration test binary (one binary, a module per area; see house-style.md).
 
+mod bad_input;
 mod common;
 mod core_props;
 mod crash;

@@ -70,17 +70,24 @@ fn main() -> ExitCode {
 
 fn open(state_dir: &std::path::Path) -> anyhow::Result<Journal> {
     let dir = state_dir.join("journal");
-    anyhow::ensure!(dir.join("db").exists() || dir.join("conf").exists(), "no journal at {}", dir.display());
+    anyhow::ensure!(
+        dir.join("db").exists() || dir.join("conf").exists(),
+        "no journal at {}",
+        dir.display()
+    );
     Ok(Journal::open(&dir)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let j = open(&cli.state_dir)?;
     match cli.cmd {
-        Cmd::Journal { cmd: JournalCmd::Export { out } } => {
+        Cmd::Journal {
+            cmd: JournalCmd::Export { out },
+        } => {
             let n = match out {
                 Some(p) => {
-                    let f = std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
+                    let f = std::fs::File::create(&p)
+                        .with_context(|| format!("cannot create {}", p.display()))?;
                     let mut w = std::io::BufWriter::new(f);
                     let n = export::export_jsonl(&j, &mut w)?;
                     w.flush()?;
@@ -97,13 +104,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("exported {n} records");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Journal { cmd: JournalCmd::Verify { json } } => {
+        Cmd::Journal {
+            cmd: JournalCmd::Verify { json },
+        } => {
             let rep = export::verify(&j)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {
                 for v in &rep.violations {
-                    println!("violation at seq {} (rule {}): {}", v.seq, v.rule, v.message);
+                    println!(
+                        "violation at seq {} (rule {}): {}",
+                        v.seq, v.rule, v.message
+                    );
                 }
                 if !rep.checkpoint_consistent {
                     println!("violation: the checkpoint does not agree with a full replay");
@@ -112,10 +124,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{} records checked, {} violations{}",
                     rep.records,
                     rep.violations.len(),
-                    if rep.checkpoint_consistent { "" } else { ", checkpoint inconsistent" }
+                    if rep.checkpoint_consistent {
+                        ""
+                    } else {
+                        ", checkpoint inconsistent"
+                    }
                 );
             }
-            Ok(if rep.violations.is_empty() && rep.checkpoint_consistent { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if rep.violations.is_empty() && rep.checkpoint_consistent {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Sales { format } => {
             let s = export::sales(&j)?;

@@ -54,19 +54,36 @@ pub enum JournalError {
 impl JournalError {
     pub(crate) fn open(path: &Path, e: sled::Error) -> Self {
         let message = e.to_string();
-        if message.contains("lock") || message.contains("WouldBlock") || message.contains("Resource temporarily unavailable") {
-            JournalError::Locked { path: path.to_path_buf() }
+        if message.contains("lock")
+            || message.contains("WouldBlock")
+            || message.contains("Resource temporarily unavailable")
+        {
+            JournalError::Locked {
+                path: path.to_path_buf(),
+            }
         } else {
-            JournalError::Open { path: path.to_path_buf(), message }
+            JournalError::Open {
+                path: path.to_path_buf(),
+                message,
+            }
         }
     }
     pub(crate) fn write(path: &Path, e: sled::Error) -> Self {
-        JournalError::Write { path: path.to_path_buf(), message: e.to_string() }
+        JournalError::Write {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     }
     pub(crate) fn read(path: &Path, e: sled::Error) -> Self {
-        JournalError::Read { path: path.to_path_buf(), message: e.to_string() }
+        JournalError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     }
     pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
-        JournalError::Write { path: path.to_path_buf(), message: e.to_string() }
+        JournalError::Write {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     }
 }

@@ -90,9 +90,14 @@ pub fn sales(j: &Journal) -> Result<Sales> {
         let (_, st) = r?;
         match st.record {
             Record::CheckedOut { sid, items: it, .. } => {
-                items.insert(sid, it.iter().map(|l| (l.slot.to_string(), l.price)).collect());
+                items.insert(
+                    sid,
+                    it.iter().map(|l| (l.slot.to_string(), l.price)).collect(),
+                );
             }
-            Record::VendResult { sid, item, outcome, .. } if outcome.confirmed_drops() > 0 => {
+            Record::VendResult {
+                sid, item, outcome, ..
+            } if outcome.confirmed_drops() > 0 => {
                 delivered.entry(sid).or_default().push(item);
             }
             Record::Capture { sid, amount, .. } if amount > 0 => {

@@ -62,8 +62,12 @@ impl Journal {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| JournalError::open(dir, e))?;
-        let log = db.open_tree("log").map_err(|e| JournalError::open(dir, e))?;
-        let meta = db.open_tree("meta").map_err(|e| JournalError::open(dir, e))?;
+        let log = db
+            .open_tree("log")
+            .map_err(|e| JournalError::open(dir, e))?;
+        let meta = db
+            .open_tree("meta")
+            .map_err(|e| JournalError::open(dir, e))?;
         let next_seq = match log.last().map_err(|e| JournalError::open(dir, e))? {
             Some((k, _)) => key_seq(&k)? + 1,
             None => 1,
@@ -136,7 +140,9 @@ impl Journal {
     /// on the records (the disk may be full or failing).
     pub fn commit(&mut self) -> Result<()> {
         let t = Instant::now();
-        self.db.flush().map_err(|e| JournalError::write(&self.dir, e))?;
+        self.db
+            .flush()
+            .map_err(|e| JournalError::write(&self.dir, e))?;
         for f in &self.data_files {
             f.sync_data().map_err(|e| JournalError::io(&self.dir, e))?;
         }
@@ -217,7 +223,11 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Corrupt`] when the stored bytes do not decode.
     pub fn get(&self, seq: u64) -> Result<Option<Stamped>> {
-        match self.log.get(seq.to_be_bytes()).map_err(|e| JournalError::read(&self.dir, e))? {
+        match self
+            .log
+            .get(seq.to_be_bytes())
+            .map_err(|e| JournalError::read(&self.dir, e))?
+        {
             Some(v) => Ok(Some(decode(seq, &v)?)),
             None => Ok(None),
         }
@@ -239,10 +249,17 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Corrupt`] for a record or checkpoint that does not decode.
     pub fn load_state(&self, fresh: State) -> Result<(State, u64)> {
-        let (mut state, from) = match self.meta.get(CHECKPOINT_KEY).map_err(|e| JournalError::read(&self.dir, e))? {
+        let (mut state, from) = match self
+            .meta
+            .get(CHECKPOINT_KEY)
+            .map_err(|e| JournalError::read(&self.dir, e))?
+        {
             Some(v) => {
-                let cp: Checkpoint = serde_json::from_slice(&v)
-                    .map_err(|e| JournalError::Corrupt { seq: 0, message: format!("checkpoint: {e}") })?;
+                let cp: Checkpoint =
+                    serde_json::from_slice(&v).map_err(|e| JournalError::Corrupt {
+                        seq: 0,
+                        message: format!("checkpoint: {e}"),
+                    })?;
                 (cp.state, cp.seq + 1)
             }
             None => (fresh, 1),

@@ -21,7 +21,11 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.into(), message: message.into() }
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -35,9 +39,11 @@ impl From<crate::runtime::SendError> for ApiError {
                 };
                 ApiError::new(status, r.code, r.message)
             }
-            crate::runtime::SendError::Stopped => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopped", "the controller is not running")
-            }
+            crate::runtime::SendError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopped",
+                "the controller is not running",
+            ),
         }
     }
 }

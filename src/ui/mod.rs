@@ -9,6 +9,7 @@ use crate::core::{Input, PaymentMethod, SlotId};
 use crate::hw::{SimFault, SlotAddr};
 use crate::runtime::Handle;
 use crate::token::credential_token;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -62,16 +63,26 @@ pub fn router(handle: Handle) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see the README's API table")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see the README's API table",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
 }
 
 async fn health(State(h): State<Handle>) -> Json<Value> {
     let s = h.snapshot.borrow().session.journal_seq;
-    Json(json!({"ok": true, "version": crate::runtime::VERSION, "journal_seq": s, "simulate": h.sim.is_some()}))
+    Json(
+        json!({"ok": true, "version": crate::runtime::VERSION, "journal_seq": s, "simulate": h.sim.is_some()}),
+    )
 }
 
 async fn catalog(State(h): State<Handle>) -> Json<Value> {
@@ -84,7 +95,10 @@ async fn session(State(h): State<Handle>) -> Json<Value> {
 
 async fn events(State(h): State<Handle>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = WatchStream::new(h.snapshot.clone()).map(|snap| {
-        Ok(Event::default().event("session").json_data(&snap.session).unwrap_or_default())
+        Ok(Event::default()
+            .event("session")
+            .json_data(&snap.session)
+            .unwrap_or_default())
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
 }
@@ -93,7 +107,9 @@ async fn events(State(h): State<Handle>) -> Sse<impl Stream<Item = Result<Event,
 async fn send(h: &Handle, input: Input) -> ApiResult {
     let ack = h.send(input).await?;
     let session = serde_json::to_value(&h.snapshot.borrow().session).unwrap_or(Value::Null);
-    Ok(Json(json!({"ok": true, "journal_seq": ack.seq, "session": session})))
+    Ok(Json(
+        json!({"ok": true, "journal_seq": ack.seq, "session": session}),
+    ))
 }
 
 async fn simple(State(h): State<Handle>, input: Input) -> ApiResult {
@@ -113,14 +129,26 @@ fn one() -> u32 {
 }
 
 async fn add_item(State(h): State<Handle>, ApiJson(b): ApiJson<AddItem>) -> ApiResult {
-    send(&h, Input::AddItem { slot: b.slot, qty: b.qty }).await
+    send(
+        &h,
+        Input::AddItem {
+            slot: b.slot,
+            qty: b.qty,
+        },
+    )
+    .await
 }
 
 fn parse_slot(s: &str) -> Result<SlotId, ApiError> {
     SlotId::parse(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_slot", e.to_string()))
 }
 
-async fn remove_item(State(h): State<Handle>, Path(slot): Path<String>) -> ApiResult {
+async fn remove_item(
+    State(h): State<Handle>,
+    slot: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(slot) =
+        slot.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_slot", e.body_text()))?;
     let slot = parse_slot(&slot)?;
     send(&h, Input::RemoveItem { slot }).await
 }
@@ -155,25 +183,59 @@ struct SlotOnly {
 fn sim_addr(h: &Handle, slot: &SlotId) -> Result<SlotAddr, ApiError> {
     let (rows, cols) = h.matrix;
     if slot.row() >= rows || slot.col() >= cols {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_slot", format!("there is no slot {slot}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_slot",
+            format!("there is no slot {slot}"),
+        ));
     }
-    Ok(SlotAddr { row: slot.row(), col: slot.col() })
+    Ok(SlotAddr {
+        row: slot.row(),
+        col: slot.col(),
+    })
 }
 
 async fn service_stock(State(h): State<Handle>, ApiJson(b): ApiJson<SlotCount>) -> ApiResult {
-    send(&h, Input::Restock { slot: b.slot, count: b.count }).await
+    send(
+        &h,
+        Input::Restock {
+            slot: b.slot,
+            count: b.count,
+        },
+    )
+    .await
 }
 
 async fn service_price(State(h): State<Handle>, ApiJson(b): ApiJson<SlotPrice>) -> ApiResult {
-    send(&h, Input::SetPrice { slot: b.slot, price: b.price }).await
+    send(
+        &h,
+        Input::SetPrice {
+            slot: b.slot,
+            price: b.price,
+        },
+    )
+    .await
 }
 
 async fn service_enable(State(h): State<Handle>, ApiJson(b): ApiJson<SlotEnable>) -> ApiResult {
-    send(&h, Input::SetEnabled { slot: b.slot, enabled: b.enabled }).await
+    send(
+        &h,
+        Input::SetEnabled {
+            slot: b.slot,
+            enabled: b.enabled,
+        },
+    )
+    .await
 }
 
 async fn service_clear_fault(State(h): State<Handle>, ApiJson(b): ApiJson<SlotOnly>) -> ApiResult {
-    let out = send(&h, Input::ClearFault { slot: b.slot.clone() }).await?;
+    let out = send(
+        &h,
+        Input::ClearFault {
+            slot: b.slot.clone(),
+        },
+    )
+    .await?;
     // The operator has cleared the mechanism too (in the simulator: the jammed spiral).
     if let Some(sim) = &h.sim {
         sim.jam_clear(sim_addr(&h, &b.slot)?);
@@ -194,10 +256,21 @@ struct SimCredential {
 
 async fn sim_credential(State(h): State<Handle>, ApiJson(b): ApiJson<SimCredential>) -> ApiResult {
     if b.id.is_empty() || b.id.len() > 256 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_credential", "id must be 1 to 256 characters"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_credential",
+            "id must be 1 to 256 characters",
+        ));
     }
     let credential = credential_token(&h.secret, b.kind.as_str(), &b.id);
-    send(&h, Input::Credential { method: b.kind, credential }).await
+    send(
+        &h,
+        Input::Credential {
+            method: b.kind,
+            credential,
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -219,9 +292,16 @@ struct SimFaultReq {
 }
 
 async fn sim_fault(State(h): State<Handle>, ApiJson(b): ApiJson<SimFaultReq>) -> ApiResult {
-    let sim = h.sim.as_ref().expect("sim routes exist only in simulate mode");
+    let sim = h
+        .sim
+        .as_ref()
+        .expect("sim routes exist only in simulate mode");
     if !(1..=100).contains(&b.count) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_count", "count must be 1 to 100"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_count",
+            "count must be 1 to 100",
+        ));
     }
     let a = sim_addr(&h, &b.slot)?;
     let f = match b.fault {
@@ -241,29 +321,53 @@ struct SimDoor {
 }
 
 async fn sim_door(State(h): State<Handle>, ApiJson(b): ApiJson<SimDoor>) -> ApiResult {
-    let sim = h.sim.as_ref().expect("sim routes exist only in simulate mode");
+    let sim = h
+        .sim
+        .as_ref()
+        .expect("sim routes exist only in simulate mode");
     sim.set_door(b.open);
     // Wait until the door switch has been read and the controller has journaled it.
     let mut rx = h.snapshot.clone();
-    let seen = tokio::time::timeout(Duration::from_secs(3), rx.wait_for(|s| s.session.door_open == b.open)).await;
+    let seen = tokio::time::timeout(
+        Duration::from_secs(3),
+        rx.wait_for(|s| s.session.door_open == b.open),
+    )
+    .await;
     if !matches!(seen, Ok(Ok(_))) {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "door_not_seen", "the door switch change was not seen in time"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "door_not_seen",
+            "the door switch change was not seen in time",
+        ));
     }
     let session = serde_json::to_value(&h.snapshot.borrow().session).unwrap_or(Value::Null);
     Ok(Json(json!({"ok": true, "session": session})))
 }
 
 async fn sim_stock(State(h): State<Handle>, ApiJson(b): ApiJson<SlotCount>) -> ApiResult {
-    let sim = h.sim.as_ref().expect("sim routes exist only in simulate mode");
+    let sim = h
+        .sim
+        .as_ref()
+        .expect("sim routes exist only in simulate mode");
     let a = sim_addr(&h, &b.slot)?;
     // The operator fills the spiral and enters the count; refused counts change nothing.
-    let out = send(&h, Input::Restock { slot: b.slot, count: b.count }).await?;
+    let out = send(
+        &h,
+        Input::Restock {
+            slot: b.slot,
+            count: b.count,
+        },
+    )
+    .await?;
     sim.set_stock(a, b.count);
     Ok(out)
 }
 
 async fn sim_state(State(h): State<Handle>) -> impl IntoResponse {
-    let sim = h.sim.as_ref().expect("sim routes exist only in simulate mode");
+    let sim = h
+        .sim
+        .as_ref()
+        .expect("sim routes exist only in simulate mode");
     let (rows, cols) = h.matrix;
     let mut stock = serde_json::Map::new();
     let mut jammed = Vec::new();

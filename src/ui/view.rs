@@ -1,8 +1,8 @@
 //! What the shopper's page and the API see: a serialisable snapshot of the controller,
 //! published after every batch of commands.
 
-use crate::core::{Controller, DeclineReason, Millis, Phase, Prompt, Receipt};
 use crate::core::state::ItemStatus;
+use crate::core::{Controller, DeclineReason, Millis, Phase, Prompt, Receipt};
 use serde::Serialize;
 
 /// Everything the API shows, at one moment.
@@ -126,13 +126,22 @@ pub struct SlotView {
 pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
     let st = ctl.state();
     let cat = &st.catalog;
-    let name = |pid: &str| cat.products.get(pid).map_or_else(|| pid.to_string(), |p| p.name.clone());
+    let name = |pid: &str| {
+        cat.products
+            .get(pid)
+            .map_or_else(|| pid.to_string(), |p| p.name.clone())
+    };
     let cart: Vec<CartLineView> = ctl
         .cart()
         .iter()
         .map(|(s, q)| {
             let slot = &cat.slots[s];
-            CartLineView { slot: s.to_string(), name: name(&slot.product), qty: *q, price: slot.price }
+            CartLineView {
+                slot: s.to_string(),
+                name: name(&slot.product),
+                qty: *q,
+                price: slot.price,
+            }
         })
         .collect();
     let items: Vec<ItemView> = st
@@ -147,7 +156,12 @@ pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
                         ItemStatus::Delivered { .. } => ("delivered", None),
                         ItemStatus::Failed { reason } => ("failed", Some(reason.clone())),
                     };
-                    ItemView { slot: i.line.slot.to_string(), price: i.line.price, status, reason }
+                    ItemView {
+                        slot: i.line.slot.to_string(),
+                        price: i.line.price,
+                        status,
+                        reason,
+                    }
                 })
                 .collect()
         })
@@ -164,7 +178,11 @@ pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
             Phase::Vending { item, attempt } => Some(VendingView { item, attempt }),
             _ => None,
         },
-        sid: st.open.as_ref().map(|o| o.sid).or(ctl.receipt().map(|r| r.sid)),
+        sid: st
+            .open
+            .as_ref()
+            .map(|o| o.sid)
+            .or(ctl.receipt().map(|r| r.sid)),
         cart,
         total,
         currency: cat.currency.to_string(),
@@ -197,5 +215,9 @@ pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
             })
             .collect(),
     };
-    Snapshot { session, catalog, counters: st.counters.clone() }
+    Snapshot {
+        session,
+        catalog,
+        counters: st.counters.clone(),
+    }
 }

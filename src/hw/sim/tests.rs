@@ -6,7 +6,7 @@ use embedded_hal::digital::OutputPin;
 use proptest::prelude::*;
 
 use super::*;
-use crate::hw::{sim_machine, HwError, VendOutcome};
+use crate::hw::{sim_machine, VendOutcome};
 
 const A: SlotAddr = SlotAddr { row: 0, col: 0 };
 const B: SlotAddr = SlotAddr { row: 1, col: 2 };

@@ -123,7 +123,11 @@ impl World {
             .iter()
             .enumerate()
             .filter(|(_, on)| **on)
-            .flat_map(|(r, _)| (0..cols).filter(|c| self.cols_on[*c]).map(move |c| r * cols + c))
+            .flat_map(|(r, _)| {
+                (0..cols)
+                    .filter(|c| self.cols_on[*c])
+                    .map(move |c| r * cols + c)
+            })
             .all(|i| self.at_home(self.motors[i].angle))
     }
 

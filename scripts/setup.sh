@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# vendd set-up: installs what the build and the tests need (idempotent), then runs one job.
+#
+#   scripts/setup.sh run    build and run the simulated kiosk (embedded default config)
+#   scripts/setup.sh test   format and lint checks, then the whole test suite
+#   scripts/setup.sh deps   only install the dependencies
+#
+# Works on Debian 12 and Raspberry Pi OS (Bookworm). Needs a Rust toolchain >= 1.91 (rustup;
+# Debian's rustc is too old for the crates used). Runs apt-get as root, or through sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-test}"
+shift || true
+
+# System packages: a C toolchain (sqlite in the benchmark's reference, ring), pkg-config,
+# and systemd-analyze for the unit-file test.
+APT_PACKAGES=(build-essential pkg-config systemd)
+
+need=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if ((${#need[@]})); then
+  echo "setup: installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found. Install Rust >= 1.91 with rustup, then run this again." >&2
+  exit 1
+fi
+rustc_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rustc_minor:-0}" -lt 91 ]; then
+  echo "setup: $(rustc --version) is too old; vendd needs Rust >= 1.91 (use rustup)." >&2
+  exit 1
+fi
+
+case "$mode" in
+  deps)
+    ;;
+  run)
+    exec cargo run --release --bin vendd -- simulate "$@"
+    ;;
+  test)
+    cargo fmt --all -- --check
+    cargo clippy --all-targets --locked -- -D warnings
+    cargo test --all-targets --locked "$@"
+    ;;
+  *)
+    echo "usage: scripts/setup.sh run|test|deps" >&2
+    exit 2
+    ;;
+esac
