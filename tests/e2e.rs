@@ -186,3 +186,40 @@ fn sigterm_during_a_vend_finishes_it_and_leaves_every_motor_off() {
     let (code, out, _) = vendctl(&state, &["journal", "verify"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn opening_the_door_ends_an_unpaid_session_and_stops_sales_until_it_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &config_text(Faults::NONE, 100_000));
+    let state = tmp.path().join("state");
+    let d = Daemon::start(&cfg, &state, 5);
+    assert_eq!(d.post("/api/cart/items", json!({"slot": "A1"})).0, 200);
+    let (st, body) = d.post("/sim/door", json!({"open": true}));
+    assert_eq!(st, 200, "{body}");
+    let s = d.get("/api/session");
+    assert_eq!(s["phase"], "idle");
+    assert_eq!(s["prompt"]["id"], "out_of_service");
+    let (st, body) = d.post("/api/cart/items", json!({"slot": "A1"}));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (409, Some("out_of_service"))
+    );
+    assert!(d.get("/api/catalog")["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["available"] == false));
+    assert_eq!(d.post("/sim/door", json!({"open": false})).0, 200);
+    assert_eq!(d.post("/api/cart/items", json!({"slot": "A1"})).0, 200);
+    d.kill();
+    let j = export(&state);
+    let doors: Vec<bool> = j
+        .iter()
+        .filter(|r| r["type"] == "door")
+        .map(|r| r["open"].as_bool().unwrap())
+        .collect();
+    assert_eq!(doors, [true, false]);
+    assert!(j
+        .iter()
+        .any(|r| r["type"] == "session_closed" && r["reason"] == "out_of_service"));
+}

@@ -5,3 +5,4 @@ mod common;
 mod core_props;
 mod crash;
 mod e2e;
+mod systemd;

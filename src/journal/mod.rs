@@ -10,6 +10,8 @@
 
 mod error;
 pub mod export;
+#[cfg(test)]
+mod tests;
 
 pub use error::JournalError;
 
@@ -41,6 +43,7 @@ pub struct Journal {
     uncommitted: u64,
     since_checkpoint: u64,
     last_commit: Duration,
+    commits: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -87,6 +90,7 @@ impl Journal {
             uncommitted: 0,
             since_checkpoint: 0,
             last_commit: Duration::ZERO,
+            commits: 0,
         })
     }
 
@@ -108,6 +112,11 @@ impl Journal {
     /// Records appended since the last commit point.
     pub fn uncommitted(&self) -> u64 {
         self.uncommitted
+    }
+
+    /// Commit points made since open.
+    pub fn commits(&self) -> u64 {
+        self.commits
     }
 
     /// How long the last commit point took.
@@ -147,6 +156,7 @@ impl Journal {
             f.sync_data().map_err(|e| JournalError::io(&self.dir, e))?;
         }
         self.uncommitted = 0;
+        self.commits += 1;
         self.last_commit = t.elapsed();
         Ok(())
     }
@@ -294,15 +304,20 @@ fn decode(seq: u64, v: &[u8]) -> Result<Stamped> {
     })
 }
 
-/// sled 0.34 keeps its log in `<dir>/db` (and large values under `blobs/`). Those are the
-/// files a commit point must fsync.
+/// sled 0.34 keeps its log in `<dir>/db`; that is the file a commit point must fsync. Its
+/// `conf` is written once at creation and made durable here, at open. Records are small
+/// JSON (well under sled's blob threshold), so nothing lands in `blobs/`.
 fn data_files(dir: &Path) -> Result<Vec<File>> {
     let mut out = Vec::new();
-    for name in ["db", "conf"] {
-        let p = dir.join(name);
-        if p.exists() {
-            out.push(File::open(&p).map_err(|e| JournalError::io(&p, e))?);
-        }
+    let conf = dir.join("conf");
+    if conf.exists() {
+        File::open(&conf)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| JournalError::io(&conf, e))?;
+    }
+    let db = dir.join("db");
+    if db.exists() {
+        out.push(File::open(&db).map_err(|e| JournalError::io(&db, e))?);
     }
     if out.is_empty() {
         return Err(JournalError::Open {
