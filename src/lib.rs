@@ -16,6 +16,7 @@ pub mod config;
 pub mod core;
 pub mod hw;
 pub mod journal;
+pub mod report;
 pub mod runtime;
 pub mod sysd;
 pub mod token;
