@@ -14,8 +14,9 @@ mode="${1:-test}"
 shift || true
 
 # System packages: a C toolchain (sqlite in the benchmark's reference, ring), pkg-config,
-# and systemd-analyze for the unit-file test.
-APT_PACKAGES=(build-essential pkg-config systemd)
+# systemd-analyze for the unit-file test, and Mosquitto + openssl for the MQTT tests (each
+# test starts its own broker on a free loopback port; the packaged service is not used).
+APT_PACKAGES=(build-essential pkg-config systemd mosquitto mosquitto-clients openssl)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do

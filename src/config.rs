@@ -53,7 +53,29 @@ struct RawConfig {
     hardware: Option<Spanned<RawHardware>>,
     #[serde(default)]
     sim: SimConfig,
+    #[serde(default)]
+    mqtt: Option<Spanned<RawMqtt>>,
     planogram: RawPlanogram,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMqtt {
+    enabled: bool,
+    host: String,
+    port: u16,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
+    keep_alive_s: Option<u64>,
+    topic_root: Option<String>,
+    telemetry_interval_s: Option<u64>,
+    max_in_flight: Option<usize>,
+    low_stock: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +258,33 @@ fn yes() -> bool {
     true
 }
 
+/// The link to the operator's MQTT broker.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// MQTT client id (fixed: the broker keeps the persistent session under it).
+    pub client_id: String,
+    /// Username and password, if the broker wants them.
+    pub credentials: Option<(String, String)>,
+    /// CA certificates (PEM) to trust: TLS is on when set.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key (PEM), for brokers that require one.
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+    /// Keep-alive.
+    pub keep_alive: Duration,
+    /// Topic root, e.g. `vend/v1/<site>/<machine>`.
+    pub topic_root: String,
+    /// Telemetry period.
+    pub telemetry_interval: Duration,
+    /// Reports in flight (unacknowledged) at most.
+    pub max_in_flight: usize,
+    /// Stock at or below this raises a `stock_low` event.
+    pub low_stock: u32,
+}
+
 /// Machine identity.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -286,6 +335,8 @@ pub struct Config {
     pub pinmap: Option<PinMap>,
     /// Simulator parameters.
     pub sim: SimConfig,
+    /// The MQTT link (None: reporting off).
+    pub mqtt: Option<MqttConfig>,
 }
 
 struct Ctx<'a> {
@@ -687,6 +738,21 @@ impl Config {
             (Backend::Sim, None) => None,
         };
 
+        let mqtt = match raw.mqtt {
+            Some(sp) if sp.get_ref().enabled => {
+                let span = sp.span();
+                Some(mqtt_config(
+                    &cx,
+                    span,
+                    sp.into_inner(),
+                    base,
+                    &m.site,
+                    &m.id,
+                )?)
+            }
+            _ => None,
+        };
+
         Ok(Config {
             file: file.to_string(),
             machine: Machine {
@@ -716,8 +782,154 @@ impl Config {
             backend: hw.backend,
             pinmap,
             sim: raw.sim,
+            mqtt,
         })
     }
+}
+
+fn mqtt_config(
+    cx: &Ctx<'_>,
+    span: std::ops::Range<usize>,
+    r: RawMqtt,
+    base: Option<&Path>,
+    site: &str,
+    machine: &str,
+) -> Result<MqttConfig, ConfigError> {
+    let read = |key: &str, p: &Path| -> Result<Vec<u8>, ConfigError> {
+        let p = resolve(base, p);
+        std::fs::read(&p).map_err(|e| {
+            cx.err_at(
+                span.clone(),
+                key,
+                format!("mqtt.{key}"),
+                format!("cannot read {}: {e}", p.display()),
+            )
+        })
+    };
+    if r.host.is_empty() {
+        return Err(cx.err_at(
+            span.clone(),
+            "enabled",
+            "mqtt.host",
+            "set the broker's host name or address",
+        ));
+    }
+    if r.port == 0 {
+        return Err(cx.err_at(
+            span.clone(),
+            "port",
+            "mqtt.port",
+            "set the broker's port (1883, or 8883 for TLS)",
+        ));
+    }
+    let password = match (r.password, r.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err_at(
+                span.clone(),
+                "password",
+                "mqtt.password",
+                "give password or password_file, not both",
+            ))
+        }
+        (Some(p), None) => Some(p),
+        (None, Some(f)) => Some(
+            String::from_utf8_lossy(&read("password_file", &f)?)
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let credentials = match (r.username, password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (Some(u), None) => Some((u, String::new())),
+        (None, Some(_)) => {
+            return Err(cx.err_at(
+                span.clone(),
+                "password",
+                "mqtt.username",
+                "a password needs a username",
+            ))
+        }
+        (None, None) => None,
+    };
+    let ca_pem = r
+        .ca_file
+        .as_deref()
+        .map(|p| read("ca_file", p))
+        .transpose()?;
+    let client_auth = match (r.client_cert_file, r.client_key_file) {
+        (Some(c), Some(k)) => Some((read("client_cert_file", &c)?, read("client_key_file", &k)?)),
+        (None, None) => None,
+        _ => {
+            return Err(cx.err_at(
+                span.clone(),
+                "client_",
+                "mqtt.client_cert_file",
+                "give both client_cert_file and client_key_file",
+            ))
+        }
+    };
+    if client_auth.is_some() && ca_pem.is_none() {
+        return Err(cx.err_at(
+            span.clone(),
+            "client_",
+            "mqtt.ca_file",
+            "a client certificate needs TLS: set ca_file",
+        ));
+    }
+    let topic_root = r
+        .topic_root
+        .unwrap_or_else(|| format!("vend/v1/{site}/{machine}"));
+    if topic_root.is_empty() || topic_root.contains(['#', '+']) || topic_root.ends_with('/') {
+        return Err(cx.err_at(
+            span.clone(),
+            "topic_root",
+            "mqtt.topic_root",
+            "a topic prefix without wildcards or a trailing '/'",
+        ));
+    }
+    let keep_alive = r.keep_alive_s.unwrap_or(30);
+    if !(5..=600).contains(&keep_alive) {
+        return Err(cx.err_at(
+            span.clone(),
+            "keep_alive_s",
+            "mqtt.keep_alive_s",
+            "5 to 600 seconds",
+        ));
+    }
+    let telemetry = r.telemetry_interval_s.unwrap_or(60);
+    if !(1..=86_400).contains(&telemetry) {
+        return Err(cx.err_at(
+            span.clone(),
+            "telemetry_interval_s",
+            "mqtt.telemetry_interval_s",
+            "1 s to 1 day",
+        ));
+    }
+    let max_in_flight = r.max_in_flight.unwrap_or(32);
+    if !(1..=1000).contains(&max_in_flight) {
+        return Err(cx.err_at(
+            span.clone(),
+            "max_in_flight",
+            "mqtt.max_in_flight",
+            "1 to 1000",
+        ));
+    }
+    Ok(MqttConfig {
+        host: r.host,
+        port: r.port,
+        client_id: r
+            .client_id
+            .unwrap_or_else(|| format!("vendd-{site}-{machine}")),
+        credentials,
+        ca_pem,
+        client_auth,
+        keep_alive: Duration::from_secs(keep_alive),
+        topic_root,
+        telemetry_interval: Duration::from_secs(telemetry),
+        max_in_flight,
+        low_stock: r.low_stock.unwrap_or(2),
+    })
 }
 
 /// The span and value of an optional section (defaults, with no span, when absent).

@@ -14,6 +14,7 @@ use crate::core::{
 };
 use crate::hw::{self, LedPattern, Machine, SimHandle, SlotAddr, VendTiming};
 use crate::journal::{Journal, JournalError};
+use crate::report::link::{Identity, Link, LinkError, LinkStatus};
 use crate::sysd;
 use crate::ui::view::{self, Snapshot};
 use std::collections::VecDeque;
@@ -70,6 +71,8 @@ pub struct Handle {
     pub secret: std::sync::Arc<Vec<u8>>,
     /// Matrix size for slot → address checks.
     pub matrix: (u8, u8),
+    /// The MQTT link's state (None when reporting is off).
+    pub link: Option<watch::Receiver<LinkStatus>>,
 }
 
 /// Why a request could not be delivered.
@@ -111,6 +114,9 @@ pub enum RuntimeError {
     /// The journal failed: the machine must not sell without it.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The MQTT link could not be set up (TLS material).
+    #[error(transparent)]
+    Link(#[from] LinkError),
     /// The hardware could not be opened.
     #[error(transparent)]
     Hardware(#[from] hw::HwError),
@@ -157,6 +163,7 @@ struct CoreLoop {
     panel: std_mpsc::Sender<LedPattern>,
     follow_ups: VecDeque<Input>,
     snapshot: watch::Sender<Snapshot>,
+    committed: watch::Sender<u64>,
     last_seq: u64,
 }
 
@@ -173,6 +180,12 @@ impl CoreLoop {
         for c in acting {
             self.dispatch(c);
         }
+        // Every record up to last_seq is durable now: the reporter may read it.
+        self.committed.send_if_modified(|v| {
+            let changed = *v != self.last_seq;
+            *v = self.last_seq;
+            changed
+        });
         self.journal.maybe_checkpoint(self.ctl.state())?;
         Ok(())
     }
@@ -294,6 +307,7 @@ pub struct Started {
     motor_thread: Option<JoinHandle<()>>,
     panel_thread: Option<JoinHandle<()>>,
     panel_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    link: Option<Link>,
 }
 
 /// Opens the journal, recovers, builds the machine and the device threads.
@@ -372,6 +386,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
 
     let snap = view::snapshot(&ctl, now_ms(), 0);
     let (snap_tx, snap_rx) = watch::channel(snap);
+    let (committed_tx, committed_rx) = watch::channel(0u64);
     let mut core = CoreLoop {
         ctl,
         journal,
@@ -379,18 +394,42 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         panel: panel_tx,
         follow_ups: VecDeque::new(),
         snapshot: snap_tx,
+        committed: committed_tx,
         last_seq: 0,
     };
     core.execute(boot)?;
     core.journal.checkpoint(core.ctl.state())?;
     core.journal.commit()?;
     core.publish();
+    let (link, link_rx) = match &cfg.mqtt {
+        Some(m) => {
+            let id = Identity {
+                machine: cfg.machine.id.clone(),
+                site: cfg.machine.site.clone(),
+                firmware: VERSION.to_string(),
+                config_version: cfg.planogram_source.clone(),
+                currency: cfg.catalog.currency,
+            };
+            let (status_tx, status_rx) = watch::channel(LinkStatus::default());
+            let link = Link::new(
+                m.clone(),
+                id,
+                core.journal.reader(),
+                committed_rx,
+                snap_rx.clone(),
+                status_tx,
+            )?;
+            (Some(link), Some(status_rx))
+        }
+        None => (None, None),
+    };
     let handle = Handle {
         tx,
         snapshot: snap_rx,
         sim,
         secret: std::sync::Arc::new(cfg.device_secret.clone()),
         matrix: (cfg.machine.rows, cfg.machine.cols),
+        link: link_rx,
     };
     Ok(Started {
         handle,
@@ -399,6 +438,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         motor_thread: Some(motor_thread),
         panel_thread: Some(panel_thread),
         panel_stop: stop,
+        link,
     })
 }
 
@@ -505,6 +545,8 @@ impl Started {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), RuntimeError> {
         tokio::pin!(shutdown);
+        let (link_stop_tx, link_stop_rx) = watch::channel(false);
+        let link_task = self.link.take().map(|l| tokio::spawn(l.run(link_stop_rx)));
         let wd = sysd::watchdog_interval();
         let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
         let result: Result<(), RuntimeError> = loop {
@@ -531,6 +573,10 @@ impl Started {
         };
         sysd::stopping();
         self.shutdown().await;
+        let _ = link_stop_tx.send(true);
+        if let Some(t) = link_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
         result
     }
 

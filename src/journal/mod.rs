@@ -283,9 +283,74 @@ impl Journal {
         Ok((state, n))
     }
 
+    /// A read handle for another task (the MQTT outbox): it reads records and keeps the
+    /// report cursor, sharing sled's trees with this journal.
+    pub fn reader(&self) -> JournalReader {
+        JournalReader {
+            dir: self.dir.clone(),
+            log: self.log.clone(),
+            meta: self.meta.clone(),
+        }
+    }
+
     /// Bytes sled uses on disk (for telemetry and the bounded-disk test).
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Key of the MQTT report cursor: every report derived from records up to this sequence
+/// number was acknowledged by the broker. One overwritten key, never a queue.
+const REPORT_CURSOR_KEY: &[u8] = b"report_cursor";
+
+/// Read access to the journal from another task, plus the report cursor.
+#[derive(Clone)]
+pub struct JournalReader {
+    dir: PathBuf,
+    log: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl JournalReader {
+    /// Iterates records from `from` (inclusive).
+    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = Result<(u64, Stamped)>> + '_ {
+        self.log.range(from.to_be_bytes()..).map(move |kv| {
+            let (k, v) = kv.map_err(|e| JournalError::read(&self.dir, e))?;
+            let seq = key_seq(&k)?;
+            Ok((seq, decode(seq, &v)?))
+        })
+    }
+
+    /// The last sequence number written (0 when empty).
+    pub fn last_seq(&self) -> u64 {
+        self.log
+            .last()
+            .ok()
+            .flatten()
+            .and_then(|(k, _)| key_seq(&k).ok())
+            .unwrap_or(0)
+    }
+
+    /// The persisted report cursor (0 before the first acknowledgement).
+    pub fn report_cursor(&self) -> u64 {
+        self.meta
+            .get(REPORT_CURSOR_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes)
+    }
+
+    /// Stores the report cursor. Not flushed here: the next journal commit makes it durable,
+    /// and losing an update only means reports are sent again (consumers de-duplicate).
+    ///
+    /// # Errors
+    /// [`JournalError::Write`] if sled refuses the write.
+    pub fn set_report_cursor(&self, seq: u64) -> Result<()> {
+        self.meta
+            .insert(REPORT_CURSOR_KEY, &seq.to_be_bytes())
+            .map_err(|e| JournalError::write(&self.dir, e))?;
+        Ok(())
     }
 }
 

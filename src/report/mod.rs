@@ -7,4 +7,5 @@
 
 pub mod command;
 pub mod event;
+pub mod link;
 pub mod outbox;

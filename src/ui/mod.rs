@@ -80,9 +80,17 @@ async fn method_not_allowed() -> ApiError {
 
 async fn health(State(h): State<Handle>) -> Json<Value> {
     let s = h.snapshot.borrow().session.journal_seq;
-    Json(
-        json!({"ok": true, "version": crate::runtime::VERSION, "journal_seq": s, "simulate": h.sim.is_some()}),
-    )
+    let mqtt = h
+        .link
+        .as_ref()
+        .map(|l| serde_json::to_value(&*l.borrow()).unwrap_or(Value::Null));
+    Json(json!({
+        "ok": true,
+        "version": crate::runtime::VERSION,
+        "journal_seq": s,
+        "simulate": h.sim.is_some(),
+        "mqtt": mqtt,
+    }))
 }
 
 async fn catalog(State(h): State<Handle>) -> Json<Value> {
