@@ -1,8 +1,10 @@
 //! The integration test binary (one binary, a module per area; see house-style.md).
 
 mod bad_input;
+mod broker;
 mod common;
 mod core_props;
 mod crash;
 mod e2e;
+mod mqtt;
 mod systemd;

@@ -1,0 +1,265 @@
+//! Reporting over MQTT against a real Mosquitto started by the test on a free loopback
+//! port: outages, a daemon killed while offline, ACL denials, TLS and passwords, and a scan
+//! for secrets in everything that leaves the machine.
+
+use crate::broker::{BrokerOpts, Mosquitto, Msg, Subscriber, TestPki};
+use crate::common::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = "vend/v1/test-site/test-kiosk";
+const SECRET_HEX: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75e";
+
+fn config(broker_port: u16, extra: &str) -> String {
+    let base = config_text(Faults::NONE, 100_000);
+    let mqtt = format!(
+        "[security]\ndevice_secret = \"{SECRET_HEX}\"\n\n[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\nport = {broker_port}\ntelemetry_interval_s = 1\nkeep_alive_s = 5\n{extra}\n\n[planogram]"
+    );
+    base.replacen("[planogram]", &mqtt, 1)
+}
+
+fn health(d: &Daemon) -> Value {
+    d.get("/api/health")["mqtt"].clone()
+}
+
+fn wait_health(d: &Daemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let t = Instant::now();
+    loop {
+        let h = health(d);
+        if pred(&h) {
+            return h;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "mqtt never {what}: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One purchase by card through the HTTP API, to the receipt.
+fn buy(d: &Daemon, slot: &str, card: &str) -> u64 {
+    assert_eq!(d.post("/api/cart/items", json!({"slot": slot})).0, 200);
+    assert_eq!(d.post("/api/checkout", json!({})).0, 200);
+    let (st, b) = d.post("/sim/credential", json!({"kind": "card", "id": card}));
+    assert_eq!(st, 200, "{b}");
+    let sid = b["session"]["sid"].as_u64().unwrap();
+    d.wait_session(Duration::from_secs(10), |s| s["phase"] == "receipt");
+    assert_eq!(d.post("/api/dismiss", json!({})).0, 200);
+    sid
+}
+
+/// Event ids of the received events, with how often each came.
+fn by_event_id(msgs: &[Msg]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for msg in msgs
+        .iter()
+        .filter(|m| m.topic.starts_with(&format!("{ROOT}/events/")))
+    {
+        let id = msg.json()["event_id"]
+            .as_str()
+            .expect("every event has an id")
+            .to_string();
+        *m.entry(id).or_default() += 1;
+    }
+    m
+}
+
+/// The sale events the journal says must exist: one per session that captured money,
+/// identified by the sequence number of its `session_closed` record.
+fn expected_sales(state: &std::path::Path) -> BTreeSet<String> {
+    export(state)
+        .iter()
+        .filter(|r| r["type"] == "session_closed" && r["captured"].as_i64() > Some(0))
+        .map(|r| format!("test-kiosk:{}", r["seq"]))
+        .collect()
+}
+
+fn sales_received(msgs: &[Msg]) -> BTreeSet<String> {
+    msgs.iter()
+        .filter(|m| m.topic == format!("{ROOT}/events/sale"))
+        .map(|m| m.json()["event_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn reports_sent_during_a_broker_outage_arrive_exactly_once_after_de_duplication() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&BrokerOpts::default());
+    let sub = Subscriber::start(&broker, "monitor-outage", &format!("{ROOT}/events/#"), true);
+    let cfg = write_config(tmp.path(), &config(broker.port(), ""));
+    let state = tmp.path().join("state");
+    let d = Daemon::start(&cfg, &state, 11);
+    wait_health(&d, "connected", |h| h["connected"] == true);
+    for (i, slot) in ["A1", "A2", "B1"].iter().enumerate() {
+        buy(&d, slot, &format!("card-{i}"));
+    }
+    broker.stop();
+    wait_health(&d, "noticed the outage", |h| h["connected"] == false);
+    for (i, slot) in ["B2", "C1", "C2", "A3"].iter().enumerate() {
+        buy(&d, slot, &format!("card-offline-{i}"));
+    }
+    let h = health(&d);
+    assert!(
+        h["backlog"].as_u64().unwrap() > 0,
+        "reports should wait while offline: {h}"
+    );
+    broker.restart();
+    wait_health(&d, "drained the backlog", |h| {
+        h["connected"] == true && h["backlog"] == 0
+    });
+    let expected_n = 7;
+    let msgs = sub.wait_for(
+        |m| sales_received(m).len() >= expected_n,
+        Duration::from_secs(30),
+    );
+    d.terminate();
+    let expected = expected_sales(&state);
+    assert_eq!(expected.len(), expected_n);
+    assert_eq!(
+        sales_received(&msgs),
+        expected,
+        "every sale exactly once after de-duplication"
+    );
+    // Nothing unknown arrived, and every event id carries the same payload each time.
+    let ids = by_event_id(&msgs);
+    let mut payloads: BTreeMap<String, String> = BTreeMap::new();
+    for m in msgs.iter().filter(|m| m.topic.contains("/events/")) {
+        let v = m.json();
+        let id = v["event_id"].as_str().unwrap().to_string();
+        let text = v.to_string();
+        if let Some(prev) = payloads.insert(id.clone(), text.clone()) {
+            assert_eq!(prev, text, "a resend of {id} differs");
+        }
+    }
+    assert!(ids.len() >= expected_n);
+}
+
+#[test]
+fn a_daemon_killed_while_offline_sends_everything_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&BrokerOpts::default());
+    let sub = Subscriber::start(&broker, "monitor-kill", &format!("{ROOT}/events/#"), true);
+    broker.stop();
+    let cfg = write_config(tmp.path(), &config(broker.port(), ""));
+    let state = tmp.path().join("state");
+    let d = Daemon::start(&cfg, &state, 12);
+    for (i, slot) in ["A1", "B1", "C1"].iter().enumerate() {
+        buy(&d, slot, &format!("k-{i}"));
+    }
+    d.kill(); // SIGKILL while offline: unacknowledged reports exist only in the journal
+    let d = Daemon::start(&cfg, &state, 13);
+    buy(&d, "A2", "k-9");
+    broker.restart();
+    wait_health(&d, "drained the backlog", |h| {
+        h["connected"] == true && h["backlog"] == 0
+    });
+    let msgs = sub.wait_for(|m| sales_received(m).len() >= 4, Duration::from_secs(30));
+    d.terminate();
+    assert_eq!(sales_received(&msgs), expected_sales(&state));
+    assert_eq!(expected_sales(&state).len(), 4);
+}
+
+#[test]
+fn an_acl_denial_is_reported_as_a_fault_and_the_reports_stay_queued() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Anonymous clients may write status and telemetry, and read everything, but not events.
+    let acl = format!("topic write {ROOT}/status\ntopic write {ROOT}/telemetry\ntopic read #\n");
+    let broker = Mosquitto::start(&BrokerOpts {
+        acl: Some(acl),
+        ..BrokerOpts::default()
+    });
+    let cfg = write_config(tmp.path(), &config(broker.port(), ""));
+    let state = tmp.path().join("state");
+    let d = Daemon::start(&cfg, &state, 14);
+    wait_health(&d, "connected", |h| h["connected"] == true);
+    buy(&d, "A1", "acl-card");
+    let h = wait_health(&d, "reported the refusal", |h| {
+        h["fault"].as_str().is_some_and(|f| f.contains("135"))
+    });
+    assert!(h["backlog"].as_u64().unwrap() > 0, "{h}");
+    let cursor = h["cursor"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let h2 = health(&d);
+    assert_eq!(
+        h2["cursor"].as_u64().unwrap(),
+        cursor,
+        "the cursor must not pass a refused report"
+    );
+    d.terminate();
+}
+
+#[test]
+fn tls_with_the_operators_ca_and_password_connects_and_wrong_ones_are_refused_clearly() {
+    let pki = TestPki::generate();
+    let opts = BrokerOpts {
+        anonymous: false,
+        users: vec![("k1".into(), "s3cret".into())],
+        tls: Some(pki.clone()),
+        ..BrokerOpts::default()
+    };
+    let broker = Mosquitto::start(&opts);
+    let cases = [
+        (pki.ca_pem.clone(), "s3cret", true, ""),
+        (pki.other_ca_pem.clone(), "s3cret", false, "certificate"),
+        (pki.ca_pem.clone(), "wrong", false, "refused"),
+    ];
+    for (ca, password, ok, needle) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let extra = format!(
+            "ca_file = \"{}\"\nusername = \"k1\"\npassword = \"{password}\"",
+            ca.display()
+        );
+        let text =
+            config(broker.port(), &extra).replace("host = \"127.0.0.1\"", "host = \"localhost\"");
+        let cfg = write_config(tmp.path(), &text);
+        let d = Daemon::start(&cfg, &tmp.path().join("state"), 15);
+        if ok {
+            wait_health(&d, "connected over TLS", |h| h["connected"] == true);
+        } else {
+            let h = wait_health(&d, "reported the refusal", |h| h["fault"].is_string());
+            assert_eq!(h["connected"], false);
+            let f = h["fault"].as_str().unwrap().to_lowercase();
+            assert!(f.contains(needle), "expected `{needle}` in the error: {f}");
+        }
+        d.terminate();
+    }
+}
+
+#[test]
+fn no_card_identifier_credential_hash_or_secret_leaves_the_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&BrokerOpts::default());
+    let sub = Subscriber::start(&broker, "monitor-scan", "#", false);
+    let cfg = write_config(tmp.path(), &config(broker.port(), ""));
+    let state = tmp.path().join("state");
+    let d = Daemon::start(&cfg, &state, 16);
+    wait_health(&d, "connected", |h| h["connected"] == true);
+    let card = "04A2B3C4D5E6F7";
+    buy(&d, "A1", card);
+    buy(&d, "B1", card);
+    wait_health(&d, "drained", |h| h["backlog"] == 0);
+    std::thread::sleep(Duration::from_millis(1200)); // a telemetry tick
+    d.terminate();
+    let tokens: Vec<String> = export(&state)
+        .iter()
+        .filter(|r| r["type"] == "authorised")
+        .map(|r| r["credential"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    let msgs = sub.messages();
+    assert!(
+        msgs.iter().any(|m| m.topic.ends_with("/events/sale")),
+        "no sale was reported"
+    );
+    let log = std::fs::read_to_string(state.with_extension("log")).unwrap();
+    let mut haystacks: Vec<(String, String)> =
+        msgs.iter().map(|m| (m.topic.clone(), m.text())).collect();
+    haystacks.push(("daemon log".into(), log));
+    for (name, text) in &haystacks {
+        for needle in [card, SECRET_HEX, &tokens[0], &tokens[1][..16]] {
+            assert!(!text.contains(needle), "{name} contains `{needle}`");
+        }
+    }
+}
