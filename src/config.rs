@@ -76,6 +76,8 @@ struct RawMqtt {
     telemetry_interval_s: Option<u64>,
     max_in_flight: Option<usize>,
     low_stock: Option<u32>,
+    operator_keys: Vec<String>,
+    ha_discovery: bool,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +285,11 @@ pub struct MqttConfig {
     pub max_in_flight: usize,
     /// Stock at or below this raises a `stock_low` event.
     pub low_stock: u32,
+    /// Operators' Ed25519 public keys: remote commands must be signed by one of them.
+    /// Empty: every command is refused (`no_operator_keys`).
+    pub operator_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// Publish Home Assistant discovery messages after each connect.
+    pub ha_discovery: bool,
 }
 
 /// Machine identity.
@@ -915,7 +922,21 @@ fn mqtt_config(
             "1 to 1000",
         ));
     }
+    let mut operator_keys = Vec::new();
+    for (i, k) in r.operator_keys.iter().enumerate() {
+        let key = crate::report::command::parse_verifying_key(k).map_err(|e| {
+            cx.err_at(
+                span.clone(),
+                "operator_keys",
+                format!("mqtt.operator_keys[{i}]"),
+                e.to_string(),
+            )
+        })?;
+        operator_keys.push(key);
+    }
     Ok(MqttConfig {
+        operator_keys,
+        ha_discovery: r.ha_discovery,
         host: r.host,
         port: r.port,
         client_id: r

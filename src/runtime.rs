@@ -418,6 +418,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
                 committed_rx,
                 snap_rx.clone(),
                 status_tx,
+                tx.clone(),
             )?;
             (Some(link), Some(status_rx))
         }

@@ -10,16 +10,18 @@
 //! Facts these helpers rely on (mosquitto 2.0.11, rumqttc 0.25 `v5`):
 //! - An ACL-denied QoS 1 publish gets a PUBACK with reason 135: rumqttc yields
 //!   `Event::Incoming(Packet::PubAck(PubAck { reason: PubAckReason::NotAuthorized, .. }))`
-//!   and otherwise only logs a warning. Over MQTT 3.1.1 the same publish is acked as a
-//!   success and dropped.
+//!   and otherwise only logs a warning (no error). Over MQTT 3.1.1 the same publish is
+//!   acked as a success and dropped (setup notes).
+//! - mosquitto accepts a SUBSCRIBE the ACL gives no read right to (SUBACK success) and then
+//!   delivers nothing on it.
 //! - A wrong password is `ConnectionError::ConnectionRefused(NotAuthorized)` (reason 135,
 //!   not 134 `BadUserNamePassword`).
 //! - A server certificate from an unknown CA is
 //!   `ConnectionError::Tls(TlsError::Io(e))` where `e` wraps a
 //!   `rustls::Error::InvalidCertificate(UnknownIssuer)`.
-//! - rumqttc's `TlsConfiguration::Simple` needs a process-wide rustls provider, which
-//!   `use-rustls-no-provider` does not install: use `TlsConfiguration::Rustls` with
-//!   [`tls_client_config`].
+//! - rumqttc's `TlsConfiguration::Simple` calls `ClientConfig::builder()`, i.e. rustls's
+//!   process-default provider, which exists only while exactly one provider feature is in
+//!   the build: `TlsConfiguration::Rustls(tls_client_config(..))` names ring explicitly.
 #![allow(dead_code)]
 
 use rumqttc::v5::mqttbytes::v5::{
@@ -577,6 +579,8 @@ impl Msg {
 /// collecting every message it receives (duplicates included). It reconnects every 100 ms
 /// after a connection loss and subscribes again after every CONNACK (with MQTT 5 retain
 /// handling 1, so a resumed session does not get the retained messages twice).
+/// Run one `Subscriber` per client id at a time: two would take the session from each
+/// other in a loop.
 /// Disconnects gracefully on drop.
 pub struct Subscriber {
     messages: Arc<Mutex<Vec<Msg>>>,

@@ -263,3 +263,289 @@ fn no_card_identifier_credential_hash_or_secret_leaves_the_machine() {
         }
     }
 }
+
+mod commands {
+    use super::*;
+    use crate::broker::publish_once;
+    use vendd::report::command::{encode_key, generate_keypair, sign};
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    fn nonce(n: u32) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("nonce-{n:010}-padding"))
+    }
+
+    fn price(d: &Daemon, slot: &str) -> i64 {
+        let c = d.get("/api/catalog");
+        c["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == slot)
+            .unwrap()["price"]
+            .as_i64()
+            .unwrap()
+    }
+
+    #[test]
+    fn signed_commands_apply_once_and_every_bad_one_is_refused_with_a_reason_and_no_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let broker = Mosquitto::start(&BrokerOpts::default());
+        let results = Subscriber::start(
+            &broker,
+            "operator-results",
+            &format!("{ROOT}/cmd/+/result"),
+            false,
+        );
+        let (key, public) = generate_keypair();
+        let (other_key, _) = generate_keypair();
+        let extra = format!("operator_keys = [\"{}\"]", encode_key(public.as_bytes()));
+        let cfg = write_config(tmp.path(), &config(broker.port(), &extra));
+        let state = tmp.path().join("state");
+        let d = Daemon::start(&cfg, &state, 21);
+        wait_health(&d, "connected", |h| h["connected"] == true);
+        let t = now();
+        let send = |name: &str, bytes: &[u8]| {
+            publish_once(&broker, &format!("{ROOT}/cmd/{name}"), bytes, false);
+        };
+        let result_for = |id: &str, n: usize| -> Value {
+            let msgs = results.wait_for(
+                |m| m.iter().filter(|x| x.json()["id"] == id).count() >= n,
+                Duration::from_secs(15),
+            );
+            msgs.iter()
+                .filter(|x| x.json()["id"] == id)
+                .nth(n - 1)
+                .unwrap()
+                .json()
+        };
+
+        // A good command: applied, answered ok, from the journal.
+        let args = json!({"prices": [{"slot": "A1", "price": 999}, {"slot": "B1", "price": 5}]});
+        let good = sign(
+            "set_prices",
+            args.clone(),
+            "test-kiosk",
+            "cmd-1",
+            &nonce(1),
+            t,
+            t + 60_000,
+            &key,
+        );
+        send("set_prices", &good);
+        let r = result_for("cmd-1", 1);
+        assert_eq!(
+            (r["ok"].as_bool(), r["code"].as_str()),
+            (Some(true), Some("ok")),
+            "{r}"
+        );
+        assert_eq!(price(&d, "A1"), 999);
+        assert_eq!(price(&d, "B1"), 5);
+
+        // The same bytes again (a redelivery or a replay): the original answer, no change.
+        d.post("/api/service/price", json!({"slot": "A1", "price": 170}));
+        send("set_prices", &good);
+        let r = result_for("cmd-1", 2);
+        assert_eq!(
+            (r["ok"].as_bool(), r["replay"].as_bool()),
+            (Some(true), Some(true)),
+            "{r}"
+        );
+        assert_eq!(price(&d, "A1"), 170, "a replay must not apply again");
+
+        // Each bad command: refused with its reason, nothing changed.
+        let snapshot = || (d.get("/api/catalog"), d.get("/api/service/counters"));
+        let before = snapshot();
+        let unsigned = {
+            let mut v: Value = serde_json::from_slice(&sign(
+                "restock",
+                json!({"counts": [{"slot": "A2", "count": 1}]}),
+                "test-kiosk",
+                "cmd-2",
+                &nonce(2),
+                t,
+                t + 60_000,
+                &key,
+            ))
+            .unwrap();
+            v.as_object_mut().unwrap().remove("sig");
+            serde_json::to_vec(&v).unwrap()
+        };
+        let tampered = {
+            let mut v: Value = serde_json::from_slice(&sign(
+                "restock",
+                json!({"counts": [{"slot": "A2", "count": 1}]}),
+                "test-kiosk",
+                "cmd-3",
+                &nonce(3),
+                t,
+                t + 60_000,
+                &key,
+            ))
+            .unwrap();
+            v["args"]["counts"][0]["count"] = json!(2);
+            serde_json::to_vec(&v).unwrap()
+        };
+        let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+            ("restock", "cmd-2", unsigned, "unsigned"),
+            ("restock", "cmd-3", tampered, "bad_signature"),
+            (
+                "restock",
+                "cmd-4",
+                sign(
+                    "restock",
+                    json!({"counts": [{"slot": "A2", "count": 1}]}),
+                    "test-kiosk",
+                    "cmd-4",
+                    &nonce(4),
+                    t,
+                    t + 60_000,
+                    &other_key,
+                ),
+                "bad_signature",
+            ),
+            (
+                "restock",
+                "cmd-5",
+                sign(
+                    "restock",
+                    json!({"counts": [{"slot": "A2", "count": 1}]}),
+                    "test-kiosk",
+                    "cmd-5",
+                    &nonce(5),
+                    t - 120_000,
+                    t - 60_000,
+                    &key,
+                ),
+                "expired",
+            ),
+            (
+                "restock",
+                "cmd-6",
+                sign(
+                    "restock",
+                    json!({"counts": [{"slot": "A2", "count": 1}]}),
+                    "other-kiosk",
+                    "cmd-6",
+                    &nonce(6),
+                    t,
+                    t + 60_000,
+                    &key,
+                ),
+                "wrong_machine",
+            ),
+            (
+                "restock",
+                "cmd-7",
+                sign(
+                    "restock",
+                    json!({"counts": [{"slot": "A2", "count": -1}]}),
+                    "test-kiosk",
+                    "cmd-7",
+                    &nonce(7),
+                    t,
+                    t + 60_000,
+                    &key,
+                ),
+                "invalid_args",
+            ),
+            (
+                "restock",
+                "cmd-8",
+                sign(
+                    "restock",
+                    json!({"counts": [{"slot": "A2", "count": 1}]}),
+                    "test-kiosk",
+                    "cmd-8",
+                    &nonce(1),
+                    t,
+                    t + 60_000,
+                    &key,
+                ),
+                "replayed",
+            ),
+            (
+                "set_prices",
+                "cmd-9",
+                sign(
+                    "restock",
+                    json!({"counts": [{"slot": "A2", "count": 1}]}),
+                    "test-kiosk",
+                    "cmd-9",
+                    &nonce(9),
+                    t,
+                    t + 60_000,
+                    &key,
+                ),
+                "topic_mismatch",
+            ),
+        ];
+        for (topic_name, id, bytes, code) in &cases {
+            send(topic_name, bytes);
+            let r = result_for(id, 1);
+            assert_eq!(
+                (r["ok"].as_bool(), r["code"].as_str()),
+                (Some(false), Some(*code)),
+                "{id}: {r}"
+            );
+            assert!(
+                r["message"].as_str().unwrap().len() > 5,
+                "{id}: unclear message {r}"
+            );
+        }
+        send("restock", b"{not json");
+        let msgs = results.wait_for(
+            |m| m.iter().any(|x| x.json()["code"] == "malformed"),
+            Duration::from_secs(15),
+        );
+        assert!(msgs
+            .iter()
+            .any(|x| x.json()["code"] == "malformed" && x.json()["ok"] == false));
+        assert_eq!(snapshot(), before, "a refused command changed something");
+
+        // Verified, but the controller refuses part of it: nothing of it applies.
+        let partly = json!({"counts": [{"slot": "A2", "count": 1}, {"slot": "A3", "count": 99}]});
+        send(
+            "restock",
+            &sign(
+                "restock",
+                partly,
+                "test-kiosk",
+                "cmd-10",
+                &nonce(10),
+                t,
+                t + 60_000,
+                &key,
+            ),
+        );
+        let r = result_for("cmd-10", 1);
+        assert_eq!(
+            (r["ok"].as_bool(), r["code"].as_str()),
+            (Some(false), Some("over_capacity")),
+            "{r}"
+        );
+        assert_eq!(
+            snapshot(),
+            before,
+            "a half-valid command must apply nothing"
+        );
+
+        d.terminate();
+        let j = export(&state);
+        let cmds: Vec<&Value> = j.iter().filter(|r| r["type"] == "remote_command").collect();
+        let ids: Vec<&str> = cmds.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids,
+            ["cmd-1", "cmd-10"],
+            "only verified commands are journaled"
+        );
+        let (code, out, _) = vendctl(&state, &["journal", "verify"]);
+        assert_eq!(code, 0, "{out}");
+    }
+}

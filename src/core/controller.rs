@@ -601,6 +601,14 @@ impl Controller {
                 self.emit(&mut out, now, Record::FaultCleared { slot });
             }
             Input::ResetCounters => self.emit(&mut out, now, Record::CountersReset),
+            Input::RemoteCommand {
+                id,
+                name,
+                nonce,
+                expires_at,
+                digest,
+                inputs,
+            } => self.remote_command(&mut out, now, id, name, nonce, expires_at, digest, inputs)?,
             Input::Deny { credential, add } => {
                 if credential.is_empty() || credential.len() > 128 {
                     return Err(Reject::new(
@@ -612,6 +620,76 @@ impl Controller {
             }
         }
         Ok(out)
+    }
+
+    /// Applies a verified remote command's inputs all or nothing (on a copy first), then
+    /// records the outcome. Nested remote commands are refused.
+    #[allow(clippy::too_many_arguments)]
+    fn remote_command(
+        &mut self,
+        out: &mut Out,
+        now: Millis,
+        id: String,
+        name: String,
+        nonce: String,
+        expires_at: Millis,
+        digest: String,
+        inputs: Vec<Input>,
+    ) -> Result<(), Reject> {
+        let live = |k: &String| {
+            self.state
+                .seen_commands
+                .get(k)
+                .is_some_and(|(exp, ..)| *exp >= now)
+        };
+        if live(&format!("id:{id}")) || live(&format!("nonce:{nonce}")) {
+            return Err(Reject::new(
+                "replayed",
+                format!("command {id} was already received"),
+            ));
+        }
+        let mut trial = self.clone();
+        let mut effects = Vec::new();
+        let mut failure = None;
+        for input in inputs {
+            if matches!(input, Input::RemoteCommand { .. }) {
+                failure = Some(Reject::new(
+                    "invalid_args",
+                    "a command cannot contain a command",
+                ));
+                break;
+            }
+            match trial.handle_input(now, input) {
+                Ok(c) => effects.extend(c),
+                Err(r) => {
+                    failure = Some(r);
+                    break;
+                }
+            }
+        }
+        let (ok, code, message) = match failure {
+            None => {
+                *self = trial;
+                out.extend(effects);
+                (true, "ok".to_string(), format!("{name} carried out"))
+            }
+            Some(r) => (false, r.code.to_string(), r.message),
+        };
+        self.emit(
+            out,
+            now,
+            Record::RemoteCommand {
+                id,
+                name,
+                nonce,
+                expires_at,
+                digest,
+                ok,
+                code,
+                message,
+            },
+        );
+        Ok(())
     }
 
     fn operator_slot(&self, slot: &SlotId) -> Result<&super::catalog::Slot, Reject> {

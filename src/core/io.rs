@@ -111,6 +111,23 @@ pub enum Input {
     },
     /// Operator: reset the since-reset audit counters.
     ResetCounters,
+    /// A verified remote command: its inputs are applied all or nothing, and a
+    /// [`Record::RemoteCommand`](super::record::Record::RemoteCommand) records the outcome
+    /// either way. Refused only when its id or nonce was seen before (a replay).
+    RemoteCommand {
+        /// Command id.
+        id: String,
+        /// Command name.
+        name: String,
+        /// Nonce.
+        nonce: String,
+        /// Expiry.
+        expires_at: Millis,
+        /// SHA-256 of the signed bytes.
+        digest: String,
+        /// What it does, as operator inputs (empty for commands with no core effect).
+        inputs: Vec<Input>,
+    },
     /// Operator: add or remove a credential hash on the deny list.
     Deny {
         /// Credential hash.

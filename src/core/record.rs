@@ -376,6 +376,27 @@ pub enum Record {
     },
     /// The "since last reset" audit counters were reset by an operator.
     CountersReset,
+    /// A signed remote command from the operator was carried out (`ok`) or refused by the
+    /// controller. Written in the same batch as its effects; its result is reported on
+    /// `cmd/<name>/result` from here, and its id and nonce block replays until it expires.
+    RemoteCommand {
+        /// The command's unique id.
+        id: String,
+        /// Command name (`set_prices`, …).
+        name: String,
+        /// Its nonce.
+        nonce: String,
+        /// When it stops being valid (replays are refused until then).
+        expires_at: Millis,
+        /// SHA-256 of the signed bytes, for the audit trail.
+        digest: String,
+        /// Carried out?
+        ok: bool,
+        /// Result code (`ok` or the reason it was refused).
+        code: String,
+        /// Plain-language result.
+        message: String,
+    },
     /// A credential hash was added to or removed from the deny list.
     DenyList {
         /// Keyed hash of the credential.
@@ -413,6 +434,7 @@ impl Record {
             Record::Alert { .. } => "alert",
             Record::CountersReset => "counters_reset",
             Record::DenyList { .. } => "deny_list",
+            Record::RemoteCommand { .. } => "remote_command",
         }
     }
 }

@@ -178,6 +178,11 @@ pub struct State {
     /// command marks it carried out; start-up sends the rest again.
     #[serde(default)]
     pub pending_stray_voids: BTreeMap<String, (SessionId, i64, String)>,
+    /// Remote commands seen, by id and by nonce (`id:…` / `nonce:…`), until they expire:
+    /// (expires_at, ok, code, message) — replays are refused and answered with the original
+    /// result. Pruned as time passes, so it stays small.
+    #[serde(default)]
+    pub seen_commands: BTreeMap<String, (Millis, bool, String, String)>,
 }
 
 /// The day number (local days since the epoch) of a timestamp.
@@ -200,6 +205,7 @@ impl State {
             planogram_source: String::new(),
             accepted_auth_refs: BTreeMap::new(),
             pending_stray_voids: BTreeMap::new(),
+            seen_commands: BTreeMap::new(),
         }
     }
 
@@ -395,6 +401,20 @@ impl State {
             Record::CountersReset => {
                 self.counters.since_reset = CounterSet::default();
                 self.counters.resets += 1;
+            }
+            Record::RemoteCommand {
+                id,
+                nonce,
+                expires_at,
+                ok,
+                code,
+                message,
+                ..
+            } => {
+                self.seen_commands.retain(|_, (exp, ..)| *exp >= at);
+                let v = (*expires_at, *ok, code.clone(), message.clone());
+                self.seen_commands.insert(format!("id:{id}"), v.clone());
+                self.seen_commands.insert(format!("nonce:{nonce}"), v);
             }
             Record::DenyList { credential, add } => {
                 if *add {

@@ -458,6 +458,34 @@ impl Reporter {
     }
 
     fn step(&mut self, seq: u64, st: &Stamped, emit: bool) -> Vec<Report> {
+        if let Record::RemoteCommand {
+            id,
+            name,
+            ok,
+            code,
+            message,
+            ..
+        } = &st.record
+        {
+            // The result of a signed command goes back on its own result topic (the same
+            // shape as `command::CommandResult`), durably, through the outbox.
+            let payload = serde_json::json!({
+                "v": 1, "id": id, "name": name, "ok": ok, "code": code, "message": message,
+                "at": st.at, "seq": seq, "machine": self.cfg.machine_id,
+                "event_id": format!("{}:{seq}", self.cfg.machine_id),
+            });
+            let topic_suffix = format!("cmd/{name}/result");
+            return if emit {
+                vec![Report {
+                    topic_suffix,
+                    payload,
+                    seq,
+                    retain: false,
+                }]
+            } else {
+                Vec::new()
+            };
+        }
         let body = self.apply(&st.record);
         match body {
             Some(body) if emit => vec![self.report(seq, st.at, body)],
@@ -649,7 +677,8 @@ impl Reporter {
             | Record::InterruptedVend { .. }
             | Record::Capture { .. }
             | Record::CountersReset
-            | Record::DenyList { .. } => None,
+            | Record::DenyList { .. }
+            | Record::RemoteCommand { .. } => None,
         }
     }
 

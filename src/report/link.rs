@@ -10,11 +10,13 @@
 //! The vend path never waits on this task: it reads committed records from sled and talks to
 //! the core only through the input queue. Only records the core has committed are reported.
 
+use super::command::{self, CommandError, CommandResult, RemoteCommand};
 use super::event::{rfc3339_utc_ms, Reporter, ReporterConfig};
 use super::outbox::{Fault, Outbox};
 use crate::config::MqttConfig;
 use crate::core::Currency;
 use crate::journal::JournalReader;
+use crate::runtime::Request;
 use crate::ui::view::Snapshot;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason};
 use rumqttc::v5::mqttbytes::QoS;
@@ -203,6 +205,7 @@ pub struct Link {
     committed: watch::Receiver<u64>,
     snapshot: watch::Receiver<Snapshot>,
     status: watch::Sender<LinkStatus>,
+    core: tokio::sync::mpsc::Sender<Request>,
     client: AsyncClient,
     eventloop: EventLoop,
     outbox: Outbox,
@@ -229,6 +232,7 @@ impl Link {
         committed: watch::Receiver<u64>,
         snapshot: watch::Receiver<Snapshot>,
         status: watch::Sender<LinkStatus>,
+        core: tokio::sync::mpsc::Sender<Request>,
     ) -> Result<Link, LinkError> {
         let started = Instant::now();
         let (client, eventloop) = AsyncClient::new(options(&cfg, &id, started)?, REQUEST_CAPACITY);
@@ -254,6 +258,7 @@ impl Link {
             committed,
             snapshot,
             status,
+            core,
             client,
             eventloop,
             reporter,
@@ -398,6 +403,11 @@ impl Link {
                     QoS::AtLeastOnce,
                     true,
                 );
+                // The persistent session keeps the subscription; asking again is harmless.
+                let filter = format!("{}/cmd/+", self.cfg.topic_root);
+                if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                    warn!(cause = %e, "cannot subscribe to commands");
+                }
                 let resend = self.outbox.on_connack();
                 self.publish_reports(resend);
             }
@@ -423,8 +433,97 @@ impl Link {
                 self.publish_reports(more);
                 self.persist_cursor();
             }
+            Event::Incoming(Packet::Publish(p)) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let prefix = format!("{}/cmd/", self.cfg.topic_root);
+                match topic.strip_prefix(&prefix) {
+                    Some(name) if !name.contains('/') && !p.retain => {
+                        let name = name.to_string();
+                        self.on_command(&name, &p.payload)
+                    }
+                    Some(_) if p.retain => warn!(%topic, "ignoring a retained command"),
+                    _ => debug!(%topic, "ignoring a message on an unexpected topic"),
+                }
+            }
             other => debug!(event = ?other, "mqtt"),
         }
+    }
+
+    /// A command arrived: verify it (signature, expiry, replay, arguments) and hand it to
+    /// the controller, which applies it all or nothing and journals the outcome; the result
+    /// is then reported from the journal. Refused commands are answered at once and change
+    /// nothing. A replay is answered with the original result.
+    fn on_command(&mut self, name: &str, raw: &[u8]) {
+        let now = crate::runtime::now_ms();
+        let seen = self.snapshot.borrow().seen_commands.clone();
+        let live = |k: String| seen.get(&k).is_some_and(|(exp, ..)| *exp >= now);
+        let guard =
+            |id: &str, nonce: &str| live(format!("id:{id}")) || live(format!("nonce:{nonce}"));
+        let v = match command::verify(
+            raw,
+            name,
+            &self.cfg.operator_keys,
+            &self.id.machine,
+            now,
+            &guard,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                let original = matches!(e, CommandError::Replayed { .. })
+                    .then(|| command::parse_strict(raw).ok())
+                    .flatten()
+                    .and_then(|j| j.get("id").and_then(|i| i.as_str()).map(str::to_string))
+                    .and_then(|id| seen.get(&format!("id:{id}")).map(|o| (id, o.clone())));
+                let answer = match original {
+                    // The same command again (a QoS 1 redelivery or a retry): same answer.
+                    Some((id, (_, ok, code, message))) => json!({
+                        "v": 1, "id": id, "name": name, "ok": ok, "code": code,
+                        "message": message, "at": now, "replay": true,
+                    })
+                    .to_string(),
+                    None => {
+                        warn!(command = name, code = e.code(), "remote command refused");
+                        lossy(CommandResult::rejected(raw, name, &e, now).to_json())
+                    }
+                };
+                self.publish_result(name, answer);
+                return;
+            }
+        };
+        let supported = !matches!(
+            v.command,
+            RemoteCommand::SetPlanogram { .. }
+                | RemoteCommand::Refund { .. }
+                | RemoteCommand::Void { .. }
+                | RemoteCommand::UnlockDoor { .. }
+                | RemoteCommand::AuditExport { .. }
+                | RemoteCommand::ReloadConfig { .. }
+        );
+        if !supported {
+            let msg = format!("this version does not carry out `{name}` yet; nothing was changed");
+            let answer = lossy(CommandResult::failed(&v, "not_supported", msg, now).to_json());
+            self.publish_result(name, answer);
+            return;
+        }
+        info!(command = name, id = %v.id, "remote command verified");
+        let input = crate::core::Input::RemoteCommand {
+            id: v.id.clone(),
+            name: name.to_string(),
+            nonce: v.nonce.clone(),
+            expires_at: v.expires_at,
+            digest: v.digest.clone(),
+            inputs: v.command.to_inputs(),
+        };
+        if self.core.try_send(Request { input, reply: None }).is_err() {
+            let msg = "the controller is busy; send the command again";
+            let answer = lossy(CommandResult::failed(&v, "busy", msg, now).to_json());
+            self.publish_result(name, answer);
+        }
+    }
+
+    fn publish_result(&mut self, name: &str, payload: String) {
+        let topic = format!("{}/{}", self.cfg.topic_root, command::result_topic(name));
+        self.publish(Marker::Other, topic, payload, QoS::AtLeastOnce, false);
     }
 
     fn match_marker(&mut self, pkid: u16) {
@@ -499,4 +598,8 @@ impl Link {
         self.persist_cursor();
         info!(cursor = self.outbox.cursor(), "mqtt link stopped");
     }
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }

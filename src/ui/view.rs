@@ -14,6 +14,9 @@ pub struct Snapshot {
     pub catalog: CatalogView,
     /// Audit counters (lifetime and since the last reset).
     pub counters: crate::core::state::Counters,
+    /// Remote commands seen and not yet expired (for replay checks off the core loop).
+    #[serde(skip)]
+    pub seen_commands: std::collections::BTreeMap<String, (Millis, bool, String, String)>,
 }
 
 /// The live session.
@@ -219,5 +222,6 @@ pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
         session,
         catalog,
         counters: st.counters.clone(),
+        seen_commands: st.seen_commands.clone(),
     }
 }
