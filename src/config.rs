@@ -78,6 +78,7 @@ struct RawMqtt {
     low_stock: Option<u32>,
     operator_keys: Vec<String>,
     ha_discovery: bool,
+    online_auth: bool,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +291,9 @@ pub struct MqttConfig {
     pub operator_keys: Vec<ed25519_dalek::VerifyingKey>,
     /// Publish Home Assistant discovery messages after each connect.
     pub ha_discovery: bool,
+    /// Ask the operator's authoriser (`auth/request`) while the link is up; otherwise (and
+    /// while it is down, or slow) the offline policy decides.
+    pub online_auth: bool,
 }
 
 /// Machine identity.
@@ -937,6 +941,7 @@ fn mqtt_config(
     Ok(MqttConfig {
         operator_keys,
         ha_discovery: r.ha_discovery,
+        online_auth: r.online_auth,
         host: r.host,
         port: r.port,
         client_id: r

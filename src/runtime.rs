@@ -14,7 +14,7 @@ use crate::core::{
 };
 use crate::hw::{self, LedPattern, Machine, SimHandle, SlotAddr, VendTiming};
 use crate::journal::{Journal, JournalError};
-use crate::report::link::{Identity, Link, LinkError, LinkStatus};
+use crate::report::link::{AuthRequest, Channels, Identity, Link, LinkError, LinkStatus};
 use crate::sysd;
 use crate::ui::view::{self, Snapshot};
 use std::collections::VecDeque;
@@ -165,6 +165,8 @@ struct CoreLoop {
     snapshot: watch::Sender<Snapshot>,
     committed: watch::Sender<u64>,
     last_seq: u64,
+    /// Online authorisation requests to the MQTT link (None without a link).
+    auth: Option<mpsc::UnboundedSender<AuthRequest>>,
 }
 
 impl CoreLoop {
@@ -216,18 +218,25 @@ impl CoreLoop {
                 sid,
                 amount,
                 method,
-                ..
-            } => {
-                // No online authoriser is configured in this build: the link stays down and
-                // the controller never asks. Should it, the authorising time-out hands the
-                // decision to the offline policy.
-                warn!(
+                credential,
+            } => match &self.auth {
+                Some(link) => {
+                    let _ = link.send(AuthRequest {
+                        sid,
+                        amount,
+                        method,
+                        credential,
+                    });
+                }
+                // Without a link the controller is never told it is online; should it ask,
+                // the authorising time-out hands the decision to the offline policy.
+                None => warn!(
                     sid,
                     amount,
                     method = method.as_str(),
-                    "no online authoriser; offline policy will decide"
-                );
-            }
+                    "no online authoriser"
+                ),
+            },
             Command::Capture {
                 sid, amount, key, ..
             } => {
@@ -396,6 +405,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         snapshot: snap_tx,
         committed: committed_tx,
         last_seq: 0,
+        auth: None,
     };
     core.execute(boot)?;
     core.journal.checkpoint(core.ctl.state())?;
@@ -411,15 +421,16 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
                 currency: cfg.catalog.currency,
             };
             let (status_tx, status_rx) = watch::channel(LinkStatus::default());
-            let link = Link::new(
-                m.clone(),
-                id,
-                core.journal.reader(),
-                committed_rx,
-                snap_rx.clone(),
-                status_tx,
-                tx.clone(),
-            )?;
+            let (auth_tx, auth_rx) = mpsc::unbounded_channel();
+            core.auth = Some(auth_tx);
+            let ch = Channels {
+                committed: committed_rx,
+                snapshot: snap_rx.clone(),
+                status: status_tx,
+                core: tx.clone(),
+                auth: auth_rx,
+            };
+            let link = Link::new(m.clone(), id, core.journal.reader(), ch)?;
             (Some(link), Some(status_rx))
         }
         None => (None, None),

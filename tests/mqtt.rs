@@ -258,7 +258,14 @@ fn no_card_identifier_credential_hash_or_secret_leaves_the_machine() {
         msgs.iter().map(|m| (m.topic.clone(), m.text())).collect();
     haystacks.push(("daemon log".into(), log));
     for (name, text) in &haystacks {
-        for needle in [card, SECRET_HEX, &tokens[0], &tokens[1][..16]] {
+        // The authoriser's own topics carry the keyed credential hash (it must know whose
+        // account to debit for an offline approval); nothing else may.
+        let payment_topic = name.contains("/payments/") || name.contains("/auth/");
+        let mut needles = vec![card, SECRET_HEX];
+        if !payment_topic {
+            needles.extend([tokens[0].as_str(), &tokens[1][..16]]);
+        }
+        for needle in needles {
             assert!(!text.contains(needle), "{name} contains `{needle}`");
         }
     }
@@ -544,6 +551,140 @@ mod commands {
             ids,
             ["cmd-1", "cmd-10"],
             "only verified commands are journaled"
+        );
+        let (code, out, _) = vendctl(&state, &["journal", "verify"]);
+        assert_eq!(code, 0, "{out}");
+    }
+}
+
+mod online {
+    use super::*;
+    use crate::broker::publish_once;
+    use std::sync::{Arc, Mutex};
+    use vendd::report::authoriser::{serve, Accounts};
+
+    struct Authoriser {
+        stop: tokio::sync::watch::Sender<bool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Authoriser {
+        fn start(broker: &Mosquitto, accounts: Arc<Mutex<Accounts>>) -> Authoriser {
+            let mut options = broker.client_options("authoriser-test");
+            options.set_client_id("authoriser-test".into());
+            let (stop, rx) = tokio::sync::watch::channel(false);
+            let thread = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(serve(options, "vend/v1/+/+", accounts, rx));
+            });
+            std::thread::sleep(Duration::from_millis(300)); // connected and subscribed
+            Authoriser {
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Authoriser {
+        fn drop(&mut self) {
+            let _ = self.stop.send(true);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn wait_balance(accounts: &Arc<Mutex<Accounts>>, token: &str, want: i64) {
+        let t = Instant::now();
+        loop {
+            let b = accounts.lock().unwrap().balance(token);
+            if b == Some(want) {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "balance {b:?}, expected {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn payments_go_online_fall_back_to_offline_rules_and_offline_approvals_upload_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let broker = Mosquitto::start(&BrokerOpts::default());
+        let secret = hex::decode(SECRET_HEX).unwrap();
+        let alice = vendd::token::credential_token(&secret, "card", "alice-card");
+        let accounts = Accounts::from_toml(&format!(
+            "[[account]]\ncredential = \"{alice}\"\nname = \"alice\"\nbalance = 1000\n"
+        ))
+        .unwrap();
+        let accounts = Arc::new(Mutex::new(accounts));
+        let auth = Authoriser::start(&broker, accounts.clone());
+        let cfg = write_config(tmp.path(), &config(broker.port(), "online_auth = true"));
+        let state = tmp.path().join("state");
+        let d = Daemon::start(&cfg, &state, 31);
+        wait_health(&d, "connected", |h| h["connected"] == true);
+
+        // Online: approved by the authoriser, captured against its hold.
+        let sid1 = buy(&d, "A1", "alice-card");
+        wait_balance(&accounts, &alice, 1000 - 160);
+        // Online decline: an unknown account.
+        d.post("/api/cart/items", json!({"slot": "A2"}));
+        d.post("/api/checkout", json!({}));
+        d.post(
+            "/sim/credential",
+            json!({"kind": "card", "id": "mallory-card"}),
+        );
+        let s = d.wait_session(Duration::from_secs(10), |s| {
+            s["last_decline"]["kind"] == "authoriser"
+        });
+        assert_eq!(s["last_decline"]["reason"], "unknown account", "{s}");
+        assert_eq!(d.post("/api/cancel", json!({})).0, 200);
+
+        // The authoriser goes away: after the authorising time-out the offline rules decide.
+        drop(auth);
+        let sid2 = buy(&d, "A2", "alice-card");
+        // It returns: the offline capture queued for it by the broker is applied once.
+        let _auth = Authoriser::start(&broker, accounts.clone());
+        wait_balance(&accounts, &alice, 1000 - 160 - 170);
+        // A resend of the same capture (same key) changes nothing.
+        let key = format!("{sid2}:capture");
+        let dup = json!({"key": key, "amount": 170, "offline": true, "credential": alice, "auth_ref": format!("offline-{sid2}"), "sid": sid2});
+        publish_once(
+            &broker,
+            &format!("{ROOT}/payments/capture"),
+            dup.to_string().as_bytes(),
+            false,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            accounts.lock().unwrap().balance(&alice),
+            Some(1000 - 160 - 170)
+        );
+
+        wait_health(&d, "drained", |h| h["backlog"] == 0);
+        std::thread::sleep(Duration::from_millis(300));
+        d.terminate();
+        let j = export(&state);
+        let auths: Vec<(u64, bool)> = j
+            .iter()
+            .filter(|r| r["type"] == "authorised")
+            .map(|r| (r["sid"].as_u64().unwrap(), r["offline"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(auths, [(sid1, false), (sid2, true)]);
+        let uploads: Vec<u64> = j
+            .iter()
+            .filter(|r| r["type"] == "offline_uploaded")
+            .map(|r| r["sid"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            uploads,
+            [sid2],
+            "the offline approval is uploaded exactly once"
         );
         let (code, out, _) = vendctl(&state, &["journal", "verify"]);
         assert_eq!(code, 0, "{out}");

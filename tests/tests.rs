@@ -8,3 +8,4 @@ mod crash;
 mod e2e;
 mod mqtt;
 mod systemd;
+mod vendctl_mqtt;

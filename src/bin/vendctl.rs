@@ -1,61 +1,66 @@
 //! `vendctl`: the operator's and monitoring staff's command line.
 //!
-//! Journal commands open the journal directly, so the daemon must be stopped (sled allows
-//! one process); a clear error says so when it is not.
+//! Journal commands (`journal`, `sales`) open the journal directly, so the daemon must be
+//! stopped (sled allows one process); a clear error says so when it is not. The MQTT
+//! commands (`keygen`, `cmd`, `monitor`) never touch the journal or `--state-dir`.
+//!
+//! Exit codes: 0 success; 1 journal violations or a command the machine refused; 2 usage,
+//! I/O or connection errors (and a command refused locally before sending); 3 no command
+//! result before `--timeout-s`.
 
-use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-use std::io::Write;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vendd::journal::{export, Journal};
+
+#[path = "vendctl/authorise.rs"]
+mod authorise;
+#[path = "vendctl/broker.rs"]
+mod broker;
+#[path = "vendctl/cmd.rs"]
+mod cmd;
+#[path = "vendctl/fleet.rs"]
+mod fleet;
+#[path = "vendctl/journal.rs"]
+mod journal;
+#[path = "vendctl/keygen.rs"]
+mod keygen;
+#[path = "vendctl/monitor.rs"]
+mod monitor;
 
 #[derive(Parser)]
 #[command(name = "vendctl", version, about = "Operator CLI for vendd")]
 struct Cli {
-    /// vendd state directory (the journal is its `journal/` folder).
+    /// vendd state directory (the journal is its `journal/` folder); only `journal` and
+    /// `sales` use it.
     #[arg(long, global = true, default_value = "/var/lib/vendd")]
     state_dir: PathBuf,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Command,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+enum Command {
     /// Journal tools.
     Journal {
         #[command(subcommand)]
-        cmd: JournalCmd,
+        cmd: journal::JournalCmd,
     },
     /// Sales per slot and per day.
     Sales {
         /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = journal::Format::Table)]
+        format: journal::Format,
     },
-}
-
-#[derive(Subcommand)]
-enum JournalCmd {
-    /// Every record as JSON lines.
-    Export {
-        /// Output file (default: standard output).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Check the journal's invariants; prints every violation, exits 1 if any.
-    Verify {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Copy, Clone, ValueEnum)]
-enum Format {
-    Table,
-    Json,
-    Csv,
+    /// Make an operator key pair: the secret key file (mode 0600) and its public key.
+    Keygen(keygen::KeygenArgs),
+    /// Sign a command, send it to a machine over MQTT and print its result.
+    Cmd(cmd::CmdArgs),
+    /// Watch every machine on the broker live (status, telemetry, events).
+    Monitor(monitor::MonitorArgs),
+    /// Run the reference authoriser: approve payments against an accounts file.
+    Authorise(authorise::AuthoriseArgs),
+    /// Print the credential hash (for accounts files and deny lists).
+    Token(authorise::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,101 +73,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(state_dir: &std::path::Path) -> anyhow::Result<Journal> {
-    let dir = state_dir.join("journal");
-    anyhow::ensure!(
-        dir.join("db").exists() || dir.join("conf").exists(),
-        "no journal at {}",
-        dir.display()
-    );
-    Ok(Journal::open(&dir)?)
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let j = open(&cli.state_dir)?;
     match cli.cmd {
-        Cmd::Journal {
-            cmd: JournalCmd::Export { out },
-        } => {
-            let n = match out {
-                Some(p) => {
-                    let f = std::fs::File::create(&p)
-                        .with_context(|| format!("cannot create {}", p.display()))?;
-                    let mut w = std::io::BufWriter::new(f);
-                    let n = export::export_jsonl(&j, &mut w)?;
-                    w.flush()?;
-                    n
-                }
-                None => {
-                    let stdout = std::io::stdout();
-                    let mut w = std::io::BufWriter::new(stdout.lock());
-                    let n = export::export_jsonl(&j, &mut w)?;
-                    w.flush()?;
-                    n
-                }
-            };
-            eprintln!("exported {n} records");
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Journal {
-            cmd: JournalCmd::Verify { json },
-        } => {
-            let rep = export::verify(&j)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rep)?);
-            } else {
-                for v in &rep.violations {
-                    println!(
-                        "violation at seq {} (rule {}): {}",
-                        v.seq, v.rule, v.message
-                    );
-                }
-                if !rep.checkpoint_consistent {
-                    println!("violation: the checkpoint does not agree with a full replay");
-                }
-                println!(
-                    "{} records checked, {} violations{}",
-                    rep.records,
-                    rep.violations.len(),
-                    if rep.checkpoint_consistent {
-                        ""
-                    } else {
-                        ", checkpoint inconsistent"
-                    }
-                );
-            }
-            Ok(if rep.violations.is_empty() && rep.checkpoint_consistent {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Cmd::Sales { format } => {
-            let s = export::sales(&j)?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
-                Format::Csv => {
-                    println!("kind,key,count,value_minor");
-                    for (k, (n, v)) in &s.by_slot {
-                        println!("slot,{k},{n},{v}");
-                    }
-                    for (k, (n, v)) in &s.by_day {
-                        println!("day,{k},{n},{v}");
-                    }
-                }
-                Format::Table => {
-                    println!("{:<8} {:>8} {:>12}", "slot", "items", "value");
-                    for (k, (n, v)) in &s.by_slot {
-                        println!("{k:<8} {n:>8} {v:>12}");
-                    }
-                    println!();
-                    println!("{:<12} {:>8} {:>12}", "day (UTC)", "sales", "value");
-                    for (k, (n, v)) in &s.by_day {
-                        println!("{k:<12} {n:>8} {v:>12}");
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Journal { cmd } => journal::journal(&cli.state_dir, cmd),
+        Command::Sales { format } => journal::sales(&cli.state_dir, format),
+        Command::Keygen(a) => keygen::run(&a),
+        Command::Cmd(a) => cmd::run(a),
+        Command::Monitor(a) => monitor::run(a),
+        Command::Authorise(a) => authorise::run(a),
+        Command::Token(a) => authorise::token(&a),
     }
 }

@@ -601,6 +601,13 @@ impl Controller {
                 self.emit(&mut out, now, Record::FaultCleared { slot });
             }
             Input::ResetCounters => self.emit(&mut out, now, Record::CountersReset),
+            Input::OfflineUploaded { sid } => {
+                // Only a session still counted (and closed: its capture is final) is recorded.
+                let open = self.state.open.as_ref().is_some_and(|s| s.sid == sid);
+                if !open && self.state.ledger.unsettled_by_session.contains_key(&sid) {
+                    self.emit(&mut out, now, Record::OfflineUploaded { sid });
+                }
+            }
             Input::RemoteCommand {
                 id,
                 name,

@@ -128,6 +128,11 @@ pub enum Input {
         /// What it does, as operator inputs (empty for commands with no core effect).
         inputs: Vec<Input>,
     },
+    /// The capture of an offline-approved session was delivered to the operator.
+    OfflineUploaded {
+        /// Session.
+        sid: SessionId,
+    },
     /// Operator: add or remove a credential hash on the deny list.
     Deny {
         /// Credential hash.

@@ -397,6 +397,12 @@ pub enum Record {
         /// Plain-language result.
         message: String,
     },
+    /// The capture of an offline-approved session reached the operator (the broker
+    /// acknowledged it): its value no longer counts against the offline cap.
+    OfflineUploaded {
+        /// Session.
+        sid: SessionId,
+    },
     /// A credential hash was added to or removed from the deny list.
     DenyList {
         /// Keyed hash of the credential.
@@ -435,6 +441,7 @@ impl Record {
             Record::CountersReset => "counters_reset",
             Record::DenyList { .. } => "deny_list",
             Record::RemoteCommand { .. } => "remote_command",
+            Record::OfflineUploaded { .. } => "offline_uploaded",
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct OfflineLedger {
     pub uses: BTreeMap<String, (u32, u32)>,
     /// Value of offline approvals not yet uploaded (captured part), minor units.
     pub unsettled_offline: i64,
+    /// The same per session, so an upload is counted once however often it is reported.
+    #[serde(default)]
+    pub unsettled_by_session: BTreeMap<SessionId, i64>,
 }
 
 /// The state of one item of a checked-out session.
@@ -283,6 +286,7 @@ impl State {
                 e.1 += 1;
                 if *offline {
                     self.ledger.unsettled_offline += amount;
+                    self.ledger.unsettled_by_session.insert(*sid, *amount);
                 }
                 self.accepted_auth_refs.retain(|_, d| *d + 1 >= day);
                 self.accepted_auth_refs.insert(auth_ref.clone(), day);
@@ -351,6 +355,9 @@ impl State {
                 }
                 if offline {
                     self.ledger.unsettled_offline -= amount;
+                    if let Some(v) = self.ledger.unsettled_by_session.get_mut(sid) {
+                        *v -= amount;
+                    }
                 }
             }
             Record::StrayAuthVoided {
@@ -415,6 +422,11 @@ impl State {
                 let v = (*expires_at, *ok, code.clone(), message.clone());
                 self.seen_commands.insert(format!("id:{id}"), v.clone());
                 self.seen_commands.insert(format!("nonce:{nonce}"), v);
+            }
+            Record::OfflineUploaded { sid } => {
+                if let Some(v) = self.ledger.unsettled_by_session.remove(sid) {
+                    self.ledger.unsettled_offline -= v;
+                }
             }
             Record::DenyList { credential, add } => {
                 if *add {

@@ -355,6 +355,9 @@ pub struct Reporter {
     currency: Currency,
     slots: BTreeMap<SlotId, SlotCtx>,
     open: Option<SessionCtx>,
+    /// The current hold's payer, for the payment reports to the authoriser:
+    /// (session, method, offline, credential hash, authorisation reference).
+    payer: Option<(SessionId, PaymentMethod, bool, String, String)>,
 }
 
 impl Reporter {
@@ -365,6 +368,7 @@ impl Reporter {
             cfg,
             slots: BTreeMap::new(),
             open: None,
+            payer: None,
         }
     }
 
@@ -382,6 +386,15 @@ impl Reporter {
                     .push(matches!(it.status, ItemStatus::Delivered { .. }));
             }
             ctx.hold = s.hold.as_ref().map(|h| (h.amount, h.method, h.offline));
+            self.payer = s.hold.as_ref().map(|h| {
+                (
+                    s.sid,
+                    h.method,
+                    h.offline,
+                    h.credential.clone(),
+                    h.auth_ref.clone(),
+                )
+            });
             ctx.released = s.void.as_ref().map(|v| v.0);
             ctx
         });
@@ -486,11 +499,79 @@ impl Reporter {
                 Vec::new()
             };
         }
+        if let Record::Authorised {
+            sid,
+            method,
+            credential,
+            offline,
+            auth_ref,
+            ..
+        } = &st.record
+        {
+            self.payer = Some((
+                *sid,
+                *method,
+                *offline,
+                credential.clone(),
+                auth_ref.clone(),
+            ));
+        }
+        let payment = self.payment(seq, st);
         let body = self.apply(&st.record);
-        match body {
+        let mut out = match body {
             Some(body) if emit => vec![self.report(seq, st.at, body)],
             _ => Vec::new(),
+        };
+        if emit {
+            out.extend(payment);
         }
+        out
+    }
+
+    /// Capture and void go to the operator's authoriser on `payments/capture` and
+    /// `payments/void`, idempotent by key. This is the upload of offline approvals: an
+    /// offline capture names the credential hash (a keyed hash, never the card's
+    /// identifier), because the authoriser holds no authorisation for it.
+    fn payment(&self, seq: u64, st: &Stamped) -> Option<Report> {
+        let (kind, sid, amount, key, auth_ref) = match &st.record {
+            Record::Capture {
+                sid,
+                amount,
+                key,
+                auth_ref,
+            } => ("capture", sid, amount, key, auth_ref),
+            Record::Void {
+                sid,
+                amount,
+                key,
+                auth_ref,
+            } => ("void", sid, amount, key, auth_ref),
+            _ => return None,
+        };
+        let payer = self.payer.as_ref().filter(|p| p.0 == *sid);
+        let offline = payer.is_some_and(|p| p.2);
+        let payload = serde_json::json!({
+            "v": 1,
+            "event_id": format!("{}:{seq}:{kind}", self.cfg.machine_id),
+            "seq": seq,
+            "ts": st.at,
+            "machine": self.cfg.machine_id,
+            "site": self.cfg.site,
+            "sid": sid,
+            "key": key,
+            "amount": amount,
+            "currency": self.currency.code(),
+            "auth_ref": auth_ref,
+            "offline": offline,
+            "method": payer.map(|p| p.1.as_str()),
+            "credential": payer.filter(|p| p.2).map(|p| p.3.clone()),
+        });
+        Some(Report {
+            topic_suffix: format!("payments/{kind}"),
+            payload,
+            seq,
+            retain: false,
+        })
     }
 
     /// Updates the context with one record and returns the event it causes, if any.
@@ -678,7 +759,8 @@ impl Reporter {
             | Record::Capture { .. }
             | Record::CountersReset
             | Record::DenyList { .. }
-            | Record::RemoteCommand { .. } => None,
+            | Record::RemoteCommand { .. }
+            | Record::OfflineUploaded { .. } => None,
         }
     }
 

@@ -59,6 +59,33 @@ pub struct LinkStatus {
     pub connects: u64,
 }
 
+/// How the link talks to the rest of the daemon.
+pub struct Channels {
+    /// The last journal sequence number the core has made durable.
+    pub committed: watch::Receiver<u64>,
+    /// The core's latest snapshot (telemetry, discovery, replay checks).
+    pub snapshot: watch::Receiver<Snapshot>,
+    /// Where the link publishes its own state.
+    pub status: watch::Sender<LinkStatus>,
+    /// Inputs to the core (link state, authorisation answers, commands, uploads).
+    pub core: tokio::sync::mpsc::Sender<Request>,
+    /// Authorisation requests from the core.
+    pub auth: tokio::sync::mpsc::UnboundedReceiver<AuthRequest>,
+}
+
+/// A payment to authorise online (from the controller's `RequestAuth`).
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    /// Session.
+    pub sid: crate::core::SessionId,
+    /// Amount, minor units.
+    pub amount: i64,
+    /// Method.
+    pub method: crate::core::PaymentMethod,
+    /// Credential hash (keyed; never the raw identifier).
+    pub credential: String,
+}
+
 /// Identity and versions for status payloads.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -206,6 +233,12 @@ pub struct Link {
     snapshot: watch::Receiver<Snapshot>,
     status: watch::Sender<LinkStatus>,
     core: tokio::sync::mpsc::Sender<Request>,
+    auth_rx: tokio::sync::mpsc::UnboundedReceiver<AuthRequest>,
+    /// Authorisation requests sent and not answered: request id → session.
+    auth_pending: std::collections::BTreeMap<String, crate::core::SessionId>,
+    /// Offline captures handed to the outbox: journal seq → session. When the cursor
+    /// passes one, the controller is told the approval was uploaded.
+    offline_captures: std::collections::BTreeMap<u64, crate::core::SessionId>,
     client: AsyncClient,
     eventloop: EventLoop,
     outbox: Outbox,
@@ -229,11 +262,15 @@ impl Link {
         cfg: MqttConfig,
         id: Identity,
         reader: JournalReader,
-        committed: watch::Receiver<u64>,
-        snapshot: watch::Receiver<Snapshot>,
-        status: watch::Sender<LinkStatus>,
-        core: tokio::sync::mpsc::Sender<Request>,
+        ch: Channels,
     ) -> Result<Link, LinkError> {
+        let Channels {
+            committed,
+            snapshot,
+            status,
+            core,
+            auth: auth_rx,
+        } = ch;
         let started = Instant::now();
         let (client, eventloop) = AsyncClient::new(options(&cfg, &id, started)?, REQUEST_CAPACITY);
         let cursor = reader.report_cursor();
@@ -244,12 +281,26 @@ impl Link {
             low_stock: cfg.low_stock,
         });
         let from = cursor.saturating_sub(WARM_RECORDS).max(1);
-        reporter.rebuild_from(
-            reader
-                .iter_from(from)
-                .map_while(|r| r.ok())
-                .take_while(|(s, _)| *s <= cursor),
-        );
+        let mut uploaded = Vec::new();
+        for (seq, st) in reader
+            .iter_from(from)
+            .map_while(|r| r.ok())
+            .take_while(|(s, _)| *s <= cursor)
+        {
+            // Offline captures the broker acknowledged before a restart are uploaded; the
+            // controller ignores sessions it no longer counts.
+            for r in reporter.feed(seq, &st) {
+                if r.topic_suffix == "payments/capture" && r.payload["offline"] == true {
+                    uploaded.extend(r.payload["sid"].as_u64());
+                }
+            }
+        }
+        for sid in uploaded {
+            let _ = core.try_send(Request {
+                input: crate::core::Input::OfflineUploaded { sid },
+                reply: None,
+            });
+        }
         Ok(Link {
             outbox: Outbox::new(cursor, cfg.max_in_flight),
             cfg,
@@ -259,6 +310,9 @@ impl Link {
             snapshot,
             status,
             core,
+            auth_rx,
+            auth_pending: std::collections::BTreeMap::new(),
+            offline_captures: std::collections::BTreeMap::new(),
             client,
             eventloop,
             reporter,
@@ -311,6 +365,13 @@ impl Link {
                 None => return,
             };
             let reports = self.reporter.feed(seq, &st);
+            for r in &reports {
+                if r.topic_suffix == "payments/capture" && r.payload["offline"] == true {
+                    if let Some(sid) = r.payload["sid"].as_u64() {
+                        self.offline_captures.insert(seq, sid);
+                    }
+                }
+            }
             match self.outbox.offer(seq, reports) {
                 Ok(out) => self.publish_reports(out),
                 Err(e) => {
@@ -330,6 +391,92 @@ impl Link {
                 Err(e) => warn!(cause = %e, "cannot store the report cursor"),
             }
         }
+        let rest = self.offline_captures.split_off(&(c + 1));
+        let done = std::mem::replace(&mut self.offline_captures, rest);
+        for sid in done.into_values() {
+            let input = crate::core::Input::OfflineUploaded { sid };
+            let _ = self.core.try_send(Request { input, reply: None });
+        }
+    }
+
+    /// Home Assistant discovery: retained config messages for this machine's entities.
+    fn publish_discovery(&mut self) {
+        let slots: Vec<(String, String)> = {
+            let snap = self.snapshot.borrow();
+            snap.catalog
+                .slots
+                .iter()
+                .map(|s| (s.id.clone(), s.name.clone()))
+                .collect()
+        };
+        let msgs = super::discovery::discovery_messages(
+            &self.cfg.topic_root,
+            &self.id.machine,
+            &self.id.site,
+            &self.id.firmware,
+            &slots,
+        );
+        for (topic, payload) in msgs {
+            self.publish(Marker::Other, topic, payload, QoS::AtLeastOnce, true);
+        }
+    }
+
+    fn set_online(&self, online: bool) {
+        if self.cfg.online_auth {
+            let input = crate::core::Input::Link { online };
+            let _ = self.core.try_send(Request { input, reply: None });
+        }
+    }
+
+    /// Sends an authorisation request; the answer comes on `auth/response/<id>`.
+    fn request_auth(&mut self, req: AuthRequest) {
+        let now = crate::runtime::now_ms();
+        let id = format!("{}-{}-{now}", self.id.machine, req.sid);
+        let payload = json!({
+            "v": 1,
+            "id": id,
+            "machine": self.id.machine,
+            "site": self.id.site,
+            "sid": req.sid,
+            "amount": req.amount,
+            "currency": self.id.currency.code(),
+            "method": req.method.as_str(),
+            "credential": req.credential,
+            "reply_to": format!("{}/auth/response/{id}", self.cfg.topic_root),
+            "ts": now,
+        });
+        self.auth_pending.insert(id, req.sid);
+        let topic = format!("{}/auth/request", self.cfg.topic_root);
+        self.publish(
+            Marker::Other,
+            topic,
+            payload.to_string(),
+            QoS::AtLeastOnce,
+            false,
+        );
+    }
+
+    fn on_auth_response(&mut self, id: &str, raw: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) else {
+            warn!(id, "an authorisation response that is not JSON");
+            return;
+        };
+        let sid = self.auth_pending.remove(id).or_else(|| v["sid"].as_u64());
+        let (Some(sid), Some(approved)) = (sid, v["approved"].as_bool()) else {
+            warn!(id, "an authorisation response without session or decision");
+            return;
+        };
+        let input = crate::core::Input::AuthResult {
+            sid,
+            approved,
+            amount: v["amount"].as_i64().unwrap_or(0),
+            auth_ref: v["auth_ref"].as_str().unwrap_or(id).to_string(),
+            reason: v["reason"]
+                .as_str()
+                .unwrap_or("declined by the authoriser")
+                .to_string(),
+        };
+        let _ = self.core.try_send(Request { input, reply: None });
     }
 
     fn publish_status(&self) {
@@ -408,6 +555,16 @@ impl Link {
                 if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
                     warn!(cause = %e, "cannot subscribe to commands");
                 }
+                if self.cfg.online_auth {
+                    let filter = format!("{}/auth/response/+", self.cfg.topic_root);
+                    if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        warn!(cause = %e, "cannot subscribe to authorisation responses");
+                    }
+                }
+                if self.cfg.ha_discovery {
+                    self.publish_discovery();
+                }
+                self.set_online(true);
                 let resend = self.outbox.on_connack();
                 self.publish_reports(resend);
             }
@@ -436,6 +593,12 @@ impl Link {
             Event::Incoming(Packet::Publish(p)) => {
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
                 let prefix = format!("{}/cmd/", self.cfg.topic_root);
+                let auth_prefix = format!("{}/auth/response/", self.cfg.topic_root);
+                if let Some(id) = topic.strip_prefix(&auth_prefix) {
+                    let id = id.to_string();
+                    self.on_auth_response(&id, &p.payload);
+                    return;
+                }
                 match topic.strip_prefix(&prefix) {
                     Some(name) if !name.contains('/') && !p.retain => {
                         let name = name.to_string();
@@ -553,6 +716,9 @@ impl Link {
                             warn!(cause = %e, "mqtt connection lost; reports stay in the journal");
                         }
                         self.last_error = Some(e.to_string());
+                        if self.outbox.is_connected() {
+                            self.set_online(false);
+                        }
                         self.outbox.on_disconnect();
                         // rumqttc moved its unacknowledged publishes into `pending` to replay
                         // them; the outbox replays them itself after the next ConnAck.
@@ -568,6 +734,15 @@ impl Link {
                     }
                 },
                 _ = self.committed.changed() => {}
+                Some(req) = self.auth_rx.recv() => {
+                    if self.outbox.is_connected() {
+                        self.request_auth(req);
+                    } else {
+                        // Offline: the authorising time-out hands the decision to the
+                        // offline policy.
+                        debug!(sid = req.sid, "no link; the offline policy will decide");
+                    }
+                }
                 _ = tick.tick() => if self.outbox.is_connected() { self.telemetry(); },
                 _ = retry.tick() => { let again = self.outbox.retry_refused(); self.publish_reports(again); }
                 _ = shutdown.changed() => break,

@@ -5,7 +5,9 @@
 //! (the outbox is a cursor over the journal, never a queue of rows), and [`command`]
 //! verifies signed operator commands. The network link (rumqttc) builds on them.
 
+pub mod authoriser;
 pub mod command;
+pub mod discovery;
 pub mod event;
 pub mod link;
 pub mod outbox;

@@ -137,10 +137,13 @@ fn purchase() -> Vec<(u64, Stamped)> {
     r.journal
 }
 
+/// The monitoring events (`events/…`) the journal causes; the payment reports to the
+/// authoriser (`payments/…`) are checked by their own test.
 fn feed_all(rep: &mut Reporter, journal: &[(u64, Stamped)]) -> Vec<Report> {
     journal
         .iter()
         .flat_map(|(seq, st)| rep.feed(*seq, st))
+        .filter(|r| r.topic_suffix.starts_with("events/"))
         .collect()
 }
 
@@ -297,10 +300,52 @@ fn event_ids_are_unique_and_the_same_when_the_records_are_fed_again() {
     assert_eq!(first, again);
     let ids: BTreeSet<_> = first.iter().map(|r| r.event_id().unwrap()).collect();
     assert_eq!(ids.len(), first.len());
-    // Every record yields at most one report, so the id names its record.
+    // Every record yields at most one event, so the id names its record; a capture or
+    // void also yields its payment report, whose id adds the kind.
     let mut rep = reporter();
     for (seq, st) in &journal {
-        assert!(rep.feed(*seq, st).len() <= 1);
+        let out = rep.feed(*seq, st);
+        assert!(
+            out.iter()
+                .filter(|r| r.topic_suffix.starts_with("events/"))
+                .count()
+                <= 1
+        );
+        let ids: BTreeSet<_> = out
+            .iter()
+            .map(|r| r.event_id().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            out.len(),
+            "two reports of one record share an id"
+        );
+    }
+}
+
+#[test]
+fn captures_and_voids_reach_the_authoriser_with_the_credential_only_when_offline() {
+    let mut rep = reporter();
+    let journal = purchase();
+    let payments: Vec<Report> = journal
+        .iter()
+        .flat_map(|(seq, st)| rep.feed(*seq, st))
+        .filter(|r| r.topic_suffix.starts_with("payments/"))
+        .collect();
+    let kinds: Vec<&str> = payments.iter().map(|r| r.topic_suffix.as_str()).collect();
+    assert_eq!(kinds, ["payments/capture", "payments/void"]);
+    for p in &payments {
+        let (offline, key) = (
+            p.payload["offline"].as_bool().unwrap(),
+            p.payload["key"].as_str().unwrap(),
+        );
+        assert!(key.ends_with(":capture") || key.ends_with(":void"));
+        assert_eq!(
+            p.payload["credential"].is_string(),
+            offline,
+            "{}",
+            p.payload
+        );
     }
 }
 
@@ -395,7 +440,12 @@ fn records_that_are_not_reported_produce_nothing() {
         Record::CountersReset,
     ];
     for (i, r) in quiet.into_iter().enumerate() {
-        assert!(rep.feed(i as u64 + 1, &stamp(T0, r)).is_empty());
+        let events: Vec<Report> = rep
+            .feed(i as u64 + 1, &stamp(T0, r))
+            .into_iter()
+            .filter(|r| r.topic_suffix.starts_with("events/"))
+            .collect();
+        assert!(events.is_empty(), "{events:?}");
     }
 }
 
