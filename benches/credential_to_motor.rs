@@ -189,10 +189,12 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     // Side by side, interleaved so both see the same disk and load.
+    // Short when run as a smoke test by `cargo test --all-targets` (no `--bench` flag).
+    let full = std::env::args().any(|a| a == "--bench");
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(if full { 400 } else { 20 });
     let (mut a, mut b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
         a.push(rig.one());

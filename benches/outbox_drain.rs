@@ -133,6 +133,8 @@ impl Fixture {
             firmware: env!("CARGO_PKG_VERSION").to_string(),
             config_version: cfg.planogram_source.clone(),
             currency: cfg.catalog.currency,
+            rows: cfg.machine.rows,
+            cols: cfg.machine.cols,
         };
         let mqtt = mqtt_section();
         let mut reporter = Reporter::new(ReporterConfig {
@@ -345,8 +347,11 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn benches(c: &mut Criterion) {
-    let n: u64 = env_or("BENCH_N", 5000);
-    let rounds: usize = env_or("BENCH_ROUNDS", 8);
+    // `cargo test --all-targets` runs benches once as a smoke test (no `--bench` flag):
+    // keep that short; `cargo bench` measures in full.
+    let full = std::env::args().any(|a| a == "--bench");
+    let n: u64 = env_or("BENCH_N", if full { 5000 } else { 500 });
+    let rounds: usize = env_or("BENCH_ROUNDS", if full { 8 } else { 1 });
     let limits = inflight_limits();
     let fx = Fixture::new(n);
     let rt = runtime();

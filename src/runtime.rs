@@ -160,7 +160,7 @@ struct CoreLoop {
     ctl: Controller,
     journal: Journal,
     motor: Option<std_mpsc::Sender<MotorJob>>,
-    panel: std_mpsc::Sender<LedPattern>,
+    panel: std_mpsc::Sender<PanelMsg>,
     follow_ups: VecDeque<Input>,
     snapshot: watch::Sender<Snapshot>,
     committed: watch::Sender<u64>,
@@ -250,6 +250,16 @@ impl CoreLoop {
                 // store is the journal itself, so the session is settled.
                 self.follow_ups.push_back(Input::Settled { sid });
             }
+            Command::Unlock { seconds } => {
+                info!(seconds, "door unlocked by the operator");
+                if self
+                    .panel
+                    .send(PanelMsg::Unlock(Duration::from_secs(seconds.into())))
+                    .is_err()
+                {
+                    error!("panel thread is gone; the door stays locked");
+                }
+            }
             Command::Prompt(p) => {
                 debug!(prompt = ?p, "prompt");
             }
@@ -264,7 +274,7 @@ impl CoreLoop {
                     Phase::Receipt => LedPattern::Ok,
                     _ => LedPattern::Idle,
                 };
-                let _ = self.panel.send(led);
+                let _ = self.panel.send(PanelMsg::Led(led));
             }
         }
     }
@@ -372,7 +382,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         .name("motor".into())
         .spawn(move || motor_loop(dispenser, motor_rx, mtx, timing))
         .expect("spawn motor thread");
-    let (panel_tx, panel_rx) = std_mpsc::channel::<LedPattern>();
+    let (panel_tx, panel_rx) = std_mpsc::channel::<PanelMsg>();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ptx = tx.clone();
     let pstop = stop.clone();
@@ -419,6 +429,8 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
                 firmware: VERSION.to_string(),
                 config_version: cfg.planogram_source.clone(),
                 currency: cfg.catalog.currency,
+                rows: cfg.machine.rows,
+                cols: cfg.machine.cols,
             };
             let (status_tx, status_rx) = watch::channel(LinkStatus::default());
             let (auth_tx, auth_rx) = mpsc::unbounded_channel();
@@ -498,28 +510,52 @@ fn motor_loop(
     info!("motor thread stopped; all motors off");
 }
 
+/// What the core loop asks of the panel thread.
+#[derive(Debug)]
+enum PanelMsg {
+    /// Show an LED pattern.
+    Led(LedPattern),
+    /// Open the door lock for this long, then lock it again.
+    Unlock(Duration),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn panel_loop(
     mut door: Box<dyn hw::DoorSwitch>,
     mut presence: Box<dyn hw::PresenceSensor>,
     mut leds: Box<dyn hw::Leds>,
     mut lock: Box<dyn hw::Lock>,
-    rx: std_mpsc::Receiver<LedPattern>,
+    rx: std_mpsc::Receiver<PanelMsg>,
     tx: mpsc::Sender<Request>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     initial_door: bool,
 ) {
     let mut last_door = initial_door;
     let mut last_presence = false;
+    // When an operator unlock ends (the lock is open until then).
+    let mut relock_at: Option<std::time::Instant> = None;
     let _ = lock.set_locked(true);
     let _ = leds.set(LedPattern::Idle);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(25)) {
-            Ok(p) => {
+            Ok(PanelMsg::Led(p)) => {
                 let _ = leds.set(p);
             }
+            Ok(PanelMsg::Unlock(d)) => match lock.set_locked(false) {
+                Ok(()) => relock_at = Some(std::time::Instant::now() + d),
+                Err(e) => warn!(cause = %e, "cannot open the door lock"),
+            },
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if relock_at.is_some_and(|t| std::time::Instant::now() >= t) {
+            match lock.set_locked(true) {
+                Ok(()) => {
+                    relock_at = None;
+                    info!("door locked again after the operator unlock");
+                }
+                Err(e) => warn!(cause = %e, "cannot close the door lock; trying again"),
+            }
         }
         match door.is_open() {
             Ok(open) if open != last_door => {
@@ -545,6 +581,7 @@ fn panel_loop(
         }
     }
     let _ = leds.set(LedPattern::Off);
+    let _ = lock.set_locked(true);
 }
 
 impl Started {

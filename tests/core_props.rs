@@ -399,7 +399,10 @@ impl Sim {
                     key,
                     auth_ref,
                 } => self.on_money(false, *sid, *amount, key, auth_ref),
-                Command::Prompt(_) | Command::Alert { .. } | Command::Publish { .. } => {}
+                Command::Prompt(_)
+                | Command::Alert { .. }
+                | Command::Publish { .. }
+                | Command::Unlock { .. } => {}
             }
             self.stream.push(cmd);
         }
@@ -2435,4 +2438,206 @@ fn the_verifier_accepts_a_fresh_journal_that_starts_with_boot() {
         .collect();
     assert!(matches!(j[0].record, Record::Planogram { .. }));
     assert!(verify(&j).is_empty());
+}
+
+/// Collects the journal records of a batch.
+fn records(out: &[Command]) -> Vec<Stamped> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::Journal(st) => Some(st.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_remote_planogram_keeps_faults_and_counts_is_refused_when_busy_and_survives_a_start() {
+    let cat = catalog();
+    let mut journal = Vec::new();
+    let mut ctl = Controller::new(sim_config(), State::new(cat.clone(), 0));
+    journal.extend(records(&ctl.start(T0, "v", &cat, SOURCE)));
+    let fault = Stamped {
+        at: T0,
+        record: Record::SlotFaulted {
+            slot: sid_of("A2"),
+            reason: "jammed".into(),
+        },
+    };
+    journal.push(fault);
+    let mut ctl = Controller::new(sim_config(), replay(&cat, &journal));
+    ctl.start(T0, "v", &cat, SOURCE);
+    let mut new = cat.clone();
+    new.slots.remove(&sid_of("B2"));
+    new.slots.get_mut(&sid_of("A1")).unwrap().stock = 0; // not given: keeps 4
+    new.slots.get_mut(&sid_of("A2")).unwrap().stock = 1; // given: 1
+    new.slots.get_mut(&sid_of("B1")).unwrap().product = "gum".into(); // new product: 0
+    new.slots.get_mut(&sid_of("B1")).unwrap().stock = 0;
+    let input = |catalog: Catalog, rows: u8| Input::SetPlanogram {
+        catalog,
+        source: "cmd:p1".into(),
+        rows,
+        cols: 2,
+        stock_given: vec![sid_of("A2")],
+    };
+    // Busy, outside the matrix, wrong currency: refused, nothing changes.
+    let before = ctl.state().clone();
+    let out = ctl
+        .handle_input(
+            T0 + 1,
+            Input::AddItem {
+                slot: sid_of("A1"),
+                qty: 1,
+            },
+        )
+        .unwrap();
+    journal.extend(records(&out));
+    assert_eq!(
+        ctl.handle_input(T0 + 2, input(new.clone(), 2))
+            .unwrap_err()
+            .code,
+        "busy"
+    );
+    journal.extend(records(&ctl.handle_input(T0 + 3, Input::Cancel).unwrap()));
+    assert_eq!(
+        ctl.handle_input(T0 + 4, input(new.clone(), 1))
+            .unwrap_err()
+            .code,
+        "bad_planogram"
+    );
+    let mut usd = new.clone();
+    usd.currency = Currency::parse("USD").unwrap();
+    assert_eq!(
+        ctl.handle_input(T0 + 5, input(usd, 2)).unwrap_err().code,
+        "wrong_currency"
+    );
+    assert_eq!(ctl.state().catalog, before.catalog);
+
+    let out = ctl.handle_input(T0 + 6, input(new, 2)).unwrap();
+    let recs = records(&out);
+    assert!(
+        matches!(&recs[..], [Stamped { record: Record::Planogram { source, .. }, .. }] if source == "cmd:p1")
+    );
+    journal.extend(recs);
+    let s = &ctl.state().catalog.slots;
+    assert_eq!(s.len(), 3);
+    assert_eq!(s[&sid_of("A1")].stock, 4);
+    assert_eq!(s[&sid_of("A2")].stock, 1);
+    assert_eq!(s[&sid_of("A2")].fault.as_deref(), Some("jammed"));
+    assert_eq!(s[&sid_of("B1")].stock, 0);
+
+    // A start with the same config keeps it; a changed config replaces it.
+    let state = replay(&cat, &journal);
+    assert_eq!(&state, ctl.state());
+    let mut again = Controller::new(sim_config(), state.clone());
+    let out = again.start(T0 + 7, "v", &cat, SOURCE);
+    assert!(!records(&out)
+        .iter()
+        .any(|r| matches!(r.record, Record::Planogram { .. })));
+    assert_eq!(again.state().catalog.slots.len(), 3);
+    let mut changed = Controller::new(sim_config(), state);
+    changed.start(T0 + 8, "v", &cat, "config:other");
+    assert_eq!(changed.state().catalog.slots.len(), 4);
+    assert_eq!(
+        changed.state().catalog.slots[&sid_of("A2")]
+            .fault
+            .as_deref(),
+        Some("jammed")
+    );
+}
+
+#[test]
+fn a_refund_is_bounded_by_the_capture_and_only_for_closed_sessions() {
+    let cat = catalog();
+    let mut ctl = Controller::new(sim_config(), State::new(cat.clone(), 0));
+    let mut journal = records(&ctl.start(T0, "v", &cat, SOURCE));
+    let mut feed = |ctl: &mut Controller, at: Millis, i: Input| {
+        let out = ctl.handle_input(at, i).unwrap();
+        journal.extend(records(&out));
+        out
+    };
+    feed(
+        &mut ctl,
+        T0 + 1,
+        Input::AddItem {
+            slot: sid_of("A1"),
+            qty: 1,
+        },
+    );
+    feed(&mut ctl, T0 + 2, Input::Checkout);
+    feed(
+        &mut ctl,
+        T0 + 3,
+        Input::Credential {
+            method: PaymentMethod::TestCard,
+            credential: "cred-0".into(),
+        },
+    );
+    let sid = ctl.state().open.as_ref().unwrap().sid;
+    let refund = |amount: Option<i64>, n: u32| Input::Refund {
+        sid,
+        amount,
+        key: format!("{sid}:refund:r{n}"),
+    };
+    assert_eq!(
+        ctl.handle_input(T0 + 4, refund(None, 0)).unwrap_err().code,
+        "session_open"
+    );
+    feed(
+        &mut ctl,
+        T0 + 5,
+        Input::VendDone {
+            sid,
+            item: 0,
+            attempt: 1,
+            outcome: VendOutcome::Delivered { drops: 1 },
+            motor_ms: 100,
+        },
+    );
+    feed(&mut ctl, T0 + 6, Input::Settled { sid });
+    assert!(ctl.state().open.is_none());
+    assert_eq!(
+        ctl.handle_input(T0 + 7, refund(Some(121), 1))
+            .unwrap_err()
+            .code,
+        "over_refund"
+    );
+    feed(&mut ctl, T0 + 8, refund(Some(20), 2));
+    assert_eq!(
+        ctl.handle_input(T0 + 9, refund(Some(101), 3))
+            .unwrap_err()
+            .code,
+        "over_refund"
+    );
+    let out = feed(&mut ctl, T0 + 10, refund(None, 4));
+    assert!(matches!(
+        records(&out)[..],
+        [Stamped {
+            record: Record::Refund { amount: 100, .. },
+            ..
+        }]
+    ));
+    assert_eq!(
+        ctl.handle_input(T0 + 11, refund(Some(1), 5))
+            .unwrap_err()
+            .code,
+        "already_refunded"
+    );
+    let other = Input::Refund {
+        sid: sid + 1,
+        amount: None,
+        key: "x".into(),
+    };
+    assert_eq!(
+        ctl.handle_input(T0 + 12, other).unwrap_err().code,
+        "nothing_captured"
+    );
+    assert_eq!(
+        ctl.handle_input(T0 + 13, Input::VoidSession { sid })
+            .unwrap_err()
+            .code,
+        "nothing_to_void"
+    );
+    assert_eq!(ctl.state().counters.lifetime.refunds.value, 120);
+    assert_eq!(&replay(&cat, &journal), ctl.state());
+    assert!(verify(&journal).is_empty(), "{:?}", verify(&journal));
 }

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-const ROOT: &str = "vend/v1/test-site/test-kiosk";
+pub(crate) const ROOT: &str = "vend/v1/test-site/test-kiosk";
 const SECRET_HEX: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75e";
 
-fn config(broker_port: u16, extra: &str) -> String {
+pub(crate) fn config(broker_port: u16, extra: &str) -> String {
     let base = config_text(Faults::NONE, 100_000);
     let mqtt = format!(
         "[security]\ndevice_secret = \"{SECRET_HEX}\"\n\n[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\nport = {broker_port}\ntelemetry_interval_s = 1\nkeep_alive_s = 5\n{extra}\n\n[planogram]"
@@ -19,11 +19,11 @@ fn config(broker_port: u16, extra: &str) -> String {
     base.replacen("[planogram]", &mqtt, 1)
 }
 
-fn health(d: &Daemon) -> Value {
+pub(crate) fn health(d: &Daemon) -> Value {
     d.get("/api/health")["mqtt"].clone()
 }
 
-fn wait_health(d: &Daemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_health(d: &Daemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let t = Instant::now();
     loop {
         let h = health(d);
@@ -555,6 +555,386 @@ mod commands {
         let (code, out, _) = vendctl(&state, &["journal", "verify"]);
         assert_eq!(code, 0, "{out}");
     }
+    /// A daemon with an operator key, its broker, and a subscriber to every command
+    /// result.
+    struct Op {
+        key: vendd::report::command::SigningKey,
+        cfg: std::path::PathBuf,
+        state: std::path::PathBuf,
+        results: Subscriber,
+        broker: Mosquitto,
+        _tmp: tempfile::TempDir,
+    }
+
+    impl Op {
+        fn start(extra: &str) -> Op {
+            let tmp = tempfile::tempdir().unwrap();
+            let broker = Mosquitto::start(&BrokerOpts::default());
+            let results = Subscriber::start(
+                &broker,
+                &crate::broker::unique_client_id("operator-results"),
+                &format!("{ROOT}/cmd/+/result"),
+                false,
+            );
+            let (key, public) = generate_keypair();
+            let extra = format!(
+                "operator_keys = [\"{}\"]\n{extra}",
+                encode_key(public.as_bytes())
+            );
+            let cfg = write_config(tmp.path(), &config(broker.port(), &extra));
+            let state = tmp.path().join("state");
+            Op {
+                key,
+                cfg,
+                state,
+                results,
+                broker,
+                _tmp: tmp,
+            }
+        }
+
+        fn daemon(&self, seed: u64) -> Daemon {
+            let d = Daemon::start(&self.cfg, &self.state, seed);
+            wait_health(&d, "connected", |h| h["connected"] == true);
+            d
+        }
+
+        /// Signs and sends `name` with `args` as command `id`; returns the bytes sent.
+        fn send(&self, name: &str, id: &str, args: Value) -> Vec<u8> {
+            use base64::Engine;
+            let t = now();
+            let nonce =
+                base64::engine::general_purpose::STANDARD.encode(format!("n-{id}-0123456789"));
+            let bytes = sign(
+                name,
+                args,
+                "test-kiosk",
+                id,
+                &nonce,
+                t,
+                t + 60_000,
+                &self.key,
+            );
+            publish_once(&self.broker, &format!("{ROOT}/cmd/{name}"), &bytes, false);
+            bytes
+        }
+
+        /// The `n`th result for command `id`.
+        fn result(&self, id: &str, n: usize) -> Value {
+            let msgs = self.results.wait_for(
+                |m| m.iter().filter(|x| x.json()["id"] == id).count() >= n,
+                Duration::from_secs(15),
+            );
+            msgs.iter()
+                .filter(|x| x.json()["id"] == id)
+                .nth(n - 1)
+                .unwrap()
+                .json()
+        }
+
+        /// Sends a command and returns its (first) result.
+        fn run(&self, name: &str, id: &str, args: Value) -> Value {
+            self.send(name, id, args);
+            self.result(id, 1)
+        }
+    }
+
+    fn code(r: &Value) -> (Option<bool>, Option<&str>) {
+        (r["ok"].as_bool(), r["code"].as_str())
+    }
+
+    fn slot_view(d: &Daemon, slot: &str) -> Option<Value> {
+        d.get("/api/catalog")["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == slot)
+            .cloned()
+    }
+
+    fn slot_ids(d: &Daemon) -> Vec<String> {
+        d.get("/api/catalog")["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn planogram(currency: &str, extra_slot: Option<Value>) -> Value {
+        let mut slots = json!({
+            // Same product, no stock given: keeps its count.
+            "A1": {"id": "A1", "product": "cola", "price": 111, "capacity": 8,
+                   "enabled": true, "fault": null},
+            // New product: starts empty unless counted.
+            "A2": {"id": "A2", "product": "tea", "price": 120, "capacity": 6,
+                   "enabled": true, "fault": null},
+            // Same product, stock given: the count is the command's.
+            "B1": {"id": "B1", "product": "water", "price": 210, "capacity": 8, "stock": 3,
+                   "enabled": true, "fault": null}
+        });
+        if let Some(s) = extra_slot {
+            let id = s["id"].as_str().unwrap().to_string();
+            slots[id] = s;
+        }
+        json!({"catalog": {
+            "currency": currency,
+            "products": {"cola": {"id": "cola", "name": "Cola"},
+                         "water": {"id": "water", "name": "Water"},
+                         "tea": {"id": "tea", "name": "Tea"}},
+            "slots": slots,
+        }})
+    }
+
+    #[test]
+    fn set_planogram_replaces_the_catalog_keeps_counts_refuses_bad_ones_and_survives_a_restart() {
+        let op = Op::start("");
+        let d = op.daemon(41);
+        let r = op.run(
+            "restock",
+            "pl-0",
+            json!({"counts": [{"slot": "A1", "count": 5}, {"slot": "B1", "count": 7}]}),
+        );
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        let before = d.get("/api/catalog");
+
+        // Refused, each with its reason, and nothing changes.
+        let r = op.run("set_planogram", "pl-1", planogram("USD", None));
+        assert_eq!(code(&r), (Some(false), Some("wrong_currency")), "{r}");
+        let outside = json!({"id": "D1", "product": "cola", "price": 100, "capacity": 8,
+                             "enabled": true, "fault": null});
+        let r = op.run("set_planogram", "pl-2", planogram("EUR", Some(outside)));
+        assert_eq!(code(&r), (Some(false), Some("bad_planogram")), "{r}");
+        assert!(r["message"].as_str().unwrap().contains("D1"), "{r}");
+        let over = json!({"id": "C1", "product": "cola", "price": 100, "capacity": 2,
+                          "stock": 3, "enabled": true, "fault": null});
+        let r = op.run("set_planogram", "pl-3", planogram("EUR", Some(over)));
+        assert_eq!(code(&r), (Some(false), Some("invalid_args")), "{r}");
+        assert_eq!(d.post("/api/cart/items", json!({"slot": "A1"})).0, 200);
+        let r = op.run("set_planogram", "pl-4", planogram("EUR", None));
+        assert_eq!(code(&r), (Some(false), Some("busy")), "{r}");
+        assert_eq!(d.post("/api/cancel", json!({})).0, 200);
+        d.wait_session(Duration::from_secs(5), |s| s["phase"] == "idle");
+        assert_eq!(
+            d.get("/api/catalog"),
+            before,
+            "a refused planogram changed something"
+        );
+
+        // Applied: only the new slots, counts carried over where the product stays.
+        let r = op.run("set_planogram", "pl-5", planogram("EUR", None));
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        let check = |d: &Daemon| {
+            assert_eq!(slot_ids(d), ["A1", "A2", "B1"]);
+            let a1 = slot_view(d, "A1").unwrap();
+            assert_eq!(
+                (a1["price"].as_i64(), a1["stock"].as_u64()),
+                (Some(111), Some(5))
+            );
+            let a2 = slot_view(d, "A2").unwrap();
+            assert_eq!(
+                (a2["product"].as_str(), a2["stock"].as_u64()),
+                (Some("tea"), Some(0))
+            );
+            assert_eq!(slot_view(d, "B1").unwrap()["stock"], 3);
+        };
+        check(&d);
+        // It sells: a vend from the new planogram.
+        buy(&d, "A1", "card-pl");
+        assert_eq!(slot_view(&d, "A1").unwrap()["stock"], 4);
+
+        // A restart with the same config file keeps the remote planogram.
+        d.terminate();
+        let d = op.daemon(42);
+        assert_eq!(slot_ids(&d), ["A1", "A2", "B1"]);
+        assert_eq!(slot_view(&d, "A1").unwrap()["price"], 111);
+        assert_eq!(slot_view(&d, "A1").unwrap()["stock"], 4);
+        d.terminate();
+        let j = export(&op.state);
+        let sources: Vec<&str> = j
+            .iter()
+            .filter(|r| r["type"] == "planogram")
+            .map(|r| r["source"].as_str().unwrap())
+            .collect();
+        assert_eq!(sources.len(), 2, "{sources:?}");
+        assert_eq!(sources[1], "cmd:pl-5");
+        let (code, out, _) = vendctl(&op.state, &["journal", "verify"]);
+        assert_eq!(code, 0, "{out}");
+    }
+
+    #[test]
+    fn refund_gives_captured_money_back_once_never_more_and_void_of_a_closed_session_is_refused() {
+        use super::online::{wait_balance, Authoriser};
+        use std::sync::{Arc, Mutex};
+        use vendd::report::authoriser::Accounts;
+        let op = Op::start("online_auth = true");
+        let refunds = Subscriber::start(
+            &op.broker,
+            &crate::broker::unique_client_id("monitor-refunds"),
+            &format!("{ROOT}/events/refund"),
+            false,
+        );
+        let secret = hex::decode(SECRET_HEX).unwrap();
+        let alice = vendd::token::credential_token(&secret, "card", "alice-card");
+        let accounts = Accounts::from_toml(&format!(
+            "[[account]]\ncredential = \"{alice}\"\nname = \"alice\"\nbalance = 1000\n"
+        ))
+        .unwrap();
+        let accounts = Arc::new(Mutex::new(accounts));
+        let _auth = Authoriser::start(&op.broker, accounts.clone());
+        let d = op.daemon(51);
+        let sid1 = buy(&d, "A1", "alice-card");
+        wait_balance(&accounts, &alice, 840);
+
+        // Part, then the rest (the default): credited once each.
+        let first = op.send("refund", "rf-1", json!({"sid": sid1, "amount": 60}));
+        let r = op.result("rf-1", 1);
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        wait_balance(&accounts, &alice, 900);
+        // The same command again: the original answer, no second refund.
+        publish_once(&op.broker, &format!("{ROOT}/cmd/refund"), &first, false);
+        let r = op.result("rf-1", 2);
+        assert_eq!(r["replay"], true, "{r}");
+        let r = op.run("refund", "rf-2", json!({"sid": sid1}));
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        wait_balance(&accounts, &alice, 1000);
+
+        // Never more than captured, never a session that captured nothing.
+        let r = op.run("refund", "rf-3", json!({"sid": sid1, "amount": 1}));
+        assert_eq!(code(&r), (Some(false), Some("already_refunded")), "{r}");
+        let sid2 = buy(&d, "A2", "alice-card");
+        wait_balance(&accounts, &alice, 830);
+        let r = op.run("refund", "rf-4", json!({"sid": sid2, "amount": 171}));
+        assert_eq!(code(&r), (Some(false), Some("over_refund")), "{r}");
+        let r = op.run("refund", "rf-5", json!({"sid": 999}));
+        assert_eq!(code(&r), (Some(false), Some("nothing_captured")), "{r}");
+        // A closed session's hold was settled when it closed: nothing to void.
+        let r = op.run("void", "vd-1", json!({"sid": sid2}));
+        assert_eq!(code(&r), (Some(false), Some("nothing_to_void")), "{r}");
+        assert!(r["message"].as_str().unwrap().contains("refund"), "{r}");
+        let r = op.run("void", "vd-2", json!({"sid": 999}));
+        assert_eq!(code(&r), (Some(false), Some("unknown_session")), "{r}");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(accounts.lock().unwrap().balance(&alice), Some(830));
+
+        // Monitoring sees each refund once.
+        let msgs = refunds.wait_for(|m| m.len() >= 2, Duration::from_secs(15));
+        let mut seen: Vec<(i64, String)> = msgs
+            .iter()
+            .map(|m| {
+                let v = m.json();
+                assert_eq!(
+                    (v["source"].as_str(), v["sid"].as_u64()),
+                    (Some("refund"), Some(sid1))
+                );
+                (
+                    v["amount"].as_i64().unwrap(),
+                    v["event_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen.dedup_by(|a, b| a.1 == b.1);
+        assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [60, 100]);
+        let c = d.get("/api/service/counters");
+        assert_eq!(
+            c["lifetime"]["refunds"],
+            json!({"count": 2, "value": 160}),
+            "{c}"
+        );
+
+        d.terminate();
+        let j = export(&op.state);
+        let keys: Vec<&str> = j
+            .iter()
+            .filter(|r| r["type"] == "refund")
+            .map(|r| r["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [format!("{sid1}:refund:rf-1"), format!("{sid1}:refund:rf-2")]
+        );
+        let (code, out, _) = vendctl(&op.state, &["journal", "verify"]);
+        assert_eq!(code, 0, "{out}");
+    }
+
+    #[test]
+    fn unlock_door_opens_the_lock_for_a_while_audit_export_publishes_counters_and_reload_config_is_refused(
+    ) {
+        let op = Op::start("");
+        let audit = Subscriber::start(
+            &op.broker,
+            &crate::broker::unique_client_id("operator-audit"),
+            &format!("{ROOT}/audit"),
+            false,
+        );
+        let d = op.daemon(61);
+        assert_eq!(d.get("/sim/state")["locked"], true);
+
+        // Unlock for 2 s: open, then locked again by itself.
+        let r = op.run("unlock_door", "ul-1", json!({"seconds": 2}));
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        let t = Instant::now();
+        while d.get("/sim/state")["locked"] == true {
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "the lock never opened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        while d.get("/sim/state")["locked"] == false {
+            assert!(
+                t.elapsed() < Duration::from_secs(8),
+                "the lock never closed again"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            t.elapsed() >= Duration::from_millis(1500),
+            "re-locked too early"
+        );
+        let r = op.run("unlock_door", "ul-2", json!({"seconds": 0}));
+        assert_eq!(code(&r), (Some(false), Some("invalid_args")), "{r}");
+        assert_eq!(d.get("/sim/state")["locked"], true);
+
+        // Audit export: the counters as JSON on <root>/audit.
+        buy(&d, "A1", "card-audit");
+        let r = op.run("audit_export", "ae-1", json!({}));
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        let msgs = audit.wait_for(|m| !m.is_empty(), Duration::from_secs(10));
+        assert!(!msgs[0].retain, "the audit is not retained");
+        let a = msgs[0].json();
+        assert_eq!(a["command_id"], "ae-1", "{a}");
+        for set in ["lifetime", "since_reset"] {
+            let c = &a["counters"][set];
+            assert_eq!(c["paid"], json!({"count": 1, "value": 160}), "{a}");
+            assert_eq!(c["by_slot"]["A1"], json!({"count": 1, "value": 160}), "{a}");
+            assert_eq!(
+                c["by_method"]["card"],
+                json!({"count": 1, "value": 160}),
+                "{a}"
+            );
+        }
+
+        // reload_config: refused with a clear message, not journaled.
+        let r = op.run("reload_config", "rc-1", json!({}));
+        assert_eq!(code(&r), (Some(false), Some("not_supported")), "{r}");
+        assert!(r["message"].as_str().unwrap().contains("restart"), "{r}");
+
+        d.terminate();
+        let j = export(&op.state);
+        let unlocks: Vec<&Value> = j.iter().filter(|r| r["type"] == "unlock").collect();
+        assert_eq!(unlocks.len(), 1);
+        assert_eq!(unlocks[0]["seconds"], 2);
+        let ids: Vec<&str> = j
+            .iter()
+            .filter(|r| r["type"] == "remote_command")
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["ul-1", "ae-1"]);
+        let (code, out, _) = vendctl(&op.state, &["journal", "verify"]);
+        assert_eq!(code, 0, "{out}");
+    }
 }
 
 mod online {
@@ -563,13 +943,13 @@ mod online {
     use std::sync::{Arc, Mutex};
     use vendd::report::authoriser::{serve, Accounts};
 
-    struct Authoriser {
+    pub(super) struct Authoriser {
         stop: tokio::sync::watch::Sender<bool>,
         thread: Option<std::thread::JoinHandle<()>>,
     }
 
     impl Authoriser {
-        fn start(broker: &Mosquitto, accounts: Arc<Mutex<Accounts>>) -> Authoriser {
+        pub(super) fn start(broker: &Mosquitto, accounts: Arc<Mutex<Accounts>>) -> Authoriser {
             let mut options = broker.client_options("authoriser-test");
             options.set_client_id("authoriser-test".into());
             let (stop, rx) = tokio::sync::watch::channel(false);
@@ -597,7 +977,7 @@ mod online {
         }
     }
 
-    fn wait_balance(accounts: &Arc<Mutex<Accounts>>, token: &str, want: i64) {
+    pub(super) fn wait_balance(accounts: &Arc<Mutex<Accounts>>, token: &str, want: i64) {
         let t = Instant::now();
         loop {
             let b = accounts.lock().unwrap().balance(token);

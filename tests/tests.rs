@@ -7,5 +7,6 @@ mod core_props;
 mod crash;
 mod e2e;
 mod mqtt;
+mod mqtt_session;
 mod systemd;
 mod vendctl_mqtt;

@@ -103,6 +103,7 @@ pub struct Slot {
     /// Spiral capacity. Invariant: `stock <= capacity`.
     pub capacity: u32,
     /// Items the controller believes are in the slot.
+    #[serde(default)]
     pub stock: u32,
     /// Operator switch: a disabled slot is not sold.
     pub enabled: bool,

@@ -282,7 +282,9 @@ impl Controller {
         let mut out = Vec::new();
         // The planogram comes first: on a fresh journal every other record (the verifier
         // and a replay from `State::new`) needs a catalog to refer to.
-        if self.state.planogram_source != source {
+        // Compared with the last *config* planogram: a remote one (`cmd:…`) stays until the
+        // config file's planogram changes.
+        if self.state.config_source() != source {
             let mut cat = planogram.clone();
             if !self.state.planogram_source.is_empty() {
                 for (id, slot) in cat.slots.iter_mut() {
@@ -616,6 +618,49 @@ impl Controller {
                 digest,
                 inputs,
             } => self.remote_command(&mut out, now, id, name, nonce, expires_at, digest, inputs)?,
+            Input::SetPlanogram {
+                catalog,
+                source,
+                rows,
+                cols,
+                stock_given,
+            } => self.set_planogram(&mut out, now, catalog, source, (rows, cols), stock_given)?,
+            Input::Refund { sid, amount, key } => self.refund(&mut out, now, sid, amount, key)?,
+            Input::VoidSession { sid } => {
+                if self.sid() == Some(sid) {
+                    return Err(Reject::new(
+                        "busy",
+                        format!(
+                            "session {sid} is still in progress: it settles its hold itself \
+                             (capture and void) when it ends"
+                        ),
+                    ));
+                }
+                if sid == 0 || sid > self.state.last_sid {
+                    return Err(Reject::new(
+                        "unknown_session",
+                        format!("there is no session {sid} on this machine"),
+                    ));
+                }
+                return Err(Reject::new(
+                    "nothing_to_void",
+                    format!(
+                        "session {sid} is closed: its hold was released when it closed (or by \
+                         recovery after a restart); to give captured money back use refund"
+                    ),
+                ));
+            }
+            Input::UnlockDoor { seconds } => {
+                if !(1..=300).contains(&seconds) {
+                    return Err(Reject::new(
+                        "bad_duration",
+                        "the door can be unlocked for 1 to 300 seconds",
+                    ));
+                }
+                self.idle_for_operator()?;
+                self.emit(&mut out, now, Record::Unlock { seconds });
+                out.push(Command::Unlock { seconds });
+            }
             Input::Deny { credential, add } => {
                 if credential.is_empty() || credential.len() > 128 {
                     return Err(Reject::new(
@@ -694,6 +739,120 @@ impl Controller {
                 ok,
                 code,
                 message,
+            },
+        );
+        Ok(())
+    }
+
+    /// Replaces the planogram (see [`Input::SetPlanogram`]): all checks first, then one
+    /// `Planogram` record.
+    fn set_planogram(
+        &mut self,
+        out: &mut Out,
+        now: Millis,
+        mut catalog: Catalog,
+        source: String,
+        (rows, cols): (u8, u8),
+        stock_given: Vec<SlotId>,
+    ) -> Result<(), Reject> {
+        if self.phase != Phase::Idle || self.state.open.is_some() {
+            return Err(Reject::new(
+                "busy",
+                "a shopper is using the machine; send the planogram again when it is idle",
+            ));
+        }
+        if catalog.currency != self.state.catalog.currency {
+            return Err(Reject::new(
+                "wrong_currency",
+                format!(
+                    "the planogram is in {} but this machine sells in {}",
+                    catalog.currency.code(),
+                    self.state.catalog.currency.code()
+                ),
+            ));
+        }
+        if catalog.slots.is_empty() {
+            return Err(Reject::new("bad_planogram", "the planogram has no slots"));
+        }
+        if let Some(s) = catalog
+            .slots
+            .keys()
+            .find(|s| s.row() >= rows || s.col() >= cols)
+        {
+            return Err(Reject::new(
+                "bad_planogram",
+                format!("slot {s} is outside this machine's {rows}×{cols} motor matrix"),
+            ));
+        }
+        let problems = catalog.problems();
+        if !problems.is_empty() {
+            return Err(Reject::new("bad_planogram", problems.join("; ")));
+        }
+        for (id, slot) in catalog.slots.iter_mut() {
+            if let Some(old) = self.state.catalog.slots.get(id) {
+                if old.product == slot.product && !stock_given.contains(id) {
+                    slot.stock = old.stock.min(slot.capacity);
+                }
+                slot.fault = old.fault.clone();
+            }
+        }
+        self.emit(out, now, Record::Planogram { catalog, source });
+        Ok(())
+    }
+
+    /// Gives money back for a closed session that captured money: at most the capture
+    /// minus earlier refunds.
+    fn refund(
+        &mut self,
+        out: &mut Out,
+        now: Millis,
+        sid: SessionId,
+        amount: Option<i64>,
+        key: String,
+    ) -> Result<(), Reject> {
+        if self.sid() == Some(sid) {
+            return Err(Reject::new(
+                "session_open",
+                format!("session {sid} is still in progress: refund it once it has closed"),
+            ));
+        }
+        let Some(c) = self.state.captures.get(&sid) else {
+            return Err(Reject::new(
+                "nothing_captured",
+                format!(
+                    "session {sid} captured no money on this machine (or is older than the last \
+                     {} sales kept for refunds)",
+                    super::state::MAX_REFUNDABLE
+                ),
+            ));
+        };
+        let left = c.amount - c.refunded;
+        if left <= 0 {
+            return Err(Reject::new(
+                "already_refunded",
+                format!("session {sid} was already refunded in full ({})", c.amount),
+            ));
+        }
+        let amount = amount.unwrap_or(left);
+        if amount <= 0 || amount > left {
+            return Err(Reject::new(
+                "over_refund",
+                format!(
+                    "refund of {amount} is more than session {sid} has left to refund ({left} of \
+                     {} captured)",
+                    c.amount
+                ),
+            ));
+        }
+        let auth_ref = c.auth_ref.clone();
+        self.emit(
+            out,
+            now,
+            Record::Refund {
+                sid,
+                amount,
+                key,
+                auth_ref,
             },
         );
         Ok(())

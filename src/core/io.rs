@@ -133,6 +133,42 @@ pub enum Input {
         /// Session.
         sid: SessionId,
     },
+    /// Operator: replace the whole planogram (a remote `set_planogram`). Only when idle.
+    /// Stock carries over for a slot that keeps its product unless the slot is listed in
+    /// `stock_given`; faults carry over by slot.
+    SetPlanogram {
+        /// The new catalog.
+        catalog: super::catalog::Catalog,
+        /// Where it came from (`cmd:<command id>`).
+        source: String,
+        /// Rows of the motor matrix: every slot must lie inside it.
+        rows: u8,
+        /// Columns of the motor matrix.
+        cols: u8,
+        /// Slots whose stock the command gives (the others keep their count).
+        #[serde(default)]
+        stock_given: Vec<SlotId>,
+    },
+    /// Operator: give money back for a closed session that captured money.
+    Refund {
+        /// Session.
+        sid: SessionId,
+        /// Amount, minor units; `None` refunds what is left of the capture.
+        amount: Option<i64>,
+        /// Idempotency key (`<sid>:refund:<command id>`).
+        key: String,
+    },
+    /// Operator: void a session's hold. Holds are settled when a session closes (and by
+    /// recovery), so this is refused: `nothing_to_void` for a closed session.
+    VoidSession {
+        /// Session.
+        sid: SessionId,
+    },
+    /// Operator: open the door lock for `seconds` (1..=300).
+    UnlockDoor {
+        /// Seconds.
+        seconds: u32,
+    },
     /// Operator: add or remove a credential hash on the deny list.
     Deny {
         /// Credential hash.
@@ -302,6 +338,11 @@ pub enum Command {
         /// Description.
         message: String,
     },
+    /// Open the door lock for `seconds`, then lock it again (journaled first).
+    Unlock {
+        /// Seconds.
+        seconds: u32,
+    },
     /// Live state changed (for the UI and monitoring).
     Publish {
         /// Session, if any.
@@ -314,12 +355,15 @@ pub enum Command {
 }
 
 impl Command {
-    /// Does this command act on the world (motor or money)? Such a command may only run
+    /// Does this command act on the world (motor, money or the door lock)? Such a command may only run
     /// once every journal record before it is durable.
     pub fn acts(&self) -> bool {
         matches!(
             self,
-            Command::RunMotor { .. } | Command::Capture { .. } | Command::Void { .. }
+            Command::RunMotor { .. }
+                | Command::Capture { .. }
+                | Command::Void { .. }
+                | Command::Unlock { .. }
         )
     }
 }

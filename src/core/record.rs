@@ -403,6 +403,26 @@ pub enum Record {
         /// Session.
         sid: SessionId,
     },
+    /// Money given back for a closed session that captured money (a remote `refund`).
+    /// Never more than the capture minus earlier refunds; reported to the authoriser on
+    /// `payments/refund`, idempotent by key.
+    Refund {
+        /// Session.
+        sid: SessionId,
+        /// Amount, minor units (> 0).
+        amount: i64,
+        /// Idempotency key, `<sid>:refund:<command id>`.
+        key: String,
+        /// Authorisation the refunded capture settled.
+        auth_ref: String,
+    },
+    /// The door lock was opened for `seconds` by an operator (a remote `unlock_door`);
+    /// written and made durable before the lock opens. The runtime locks again after
+    /// `seconds` (and at start-up: the lock is always closed when the daemon starts).
+    Unlock {
+        /// How long the lock stays open.
+        seconds: u32,
+    },
     /// A credential hash was added to or removed from the deny list.
     DenyList {
         /// Keyed hash of the credential.
@@ -442,6 +462,8 @@ impl Record {
             Record::DenyList { .. } => "deny_list",
             Record::RemoteCommand { .. } => "remote_command",
             Record::OfflineUploaded { .. } => "offline_uploaded",
+            Record::Refund { .. } => "refund",
+            Record::Unlock { .. } => "unlock",
         }
     }
 }

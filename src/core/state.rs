@@ -45,6 +45,9 @@ pub struct CounterSet {
     pub door_openings: u64,
     /// Deny-listed credentials presented.
     pub denied_credentials: u64,
+    /// Money given back by operator refunds (count = refunds, value = amount).
+    #[serde(default)]
+    pub refunds: Tally,
 }
 
 /// Audit counters for DEX and reports.
@@ -150,6 +153,21 @@ impl OpenSession {
     }
 }
 
+/// Most recent captures kept for refunds ([`State::captures`]): older sessions cannot be
+/// refunded by a remote command (the operator refunds them at the payment provider).
+pub const MAX_REFUNDABLE: usize = 4096;
+
+/// A closed (or closing) session's capture, for refunds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    /// Captured amount, minor units (> 0).
+    pub amount: i64,
+    /// Refunded so far, minor units.
+    pub refunded: i64,
+    /// Authorisation the capture settled.
+    pub auth_ref: String,
+}
+
 /// Everything durable. See the module docs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -186,6 +204,14 @@ pub struct State {
     /// result. Pruned as time passes, so it stays small.
     #[serde(default)]
     pub seen_commands: BTreeMap<String, (Millis, bool, String, String)>,
+    /// Source of the last planogram taken from the config file (`Planogram` records whose
+    /// source is not `cmd:…`). Start-up replaces the planogram only when the config's
+    /// changes, so a remote planogram survives a restart with an unchanged config.
+    #[serde(default)]
+    pub config_planogram_source: String,
+    /// The last [`MAX_REFUNDABLE`] sessions that captured money, by session.
+    #[serde(default)]
+    pub captures: BTreeMap<SessionId, Captured>,
 }
 
 /// The day number (local days since the epoch) of a timestamp.
@@ -209,6 +235,18 @@ impl State {
             accepted_auth_refs: BTreeMap::new(),
             pending_stray_voids: BTreeMap::new(),
             seen_commands: BTreeMap::new(),
+            config_planogram_source: String::new(),
+            captures: BTreeMap::new(),
+        }
+    }
+
+    /// The config planogram source last applied (for journals written before
+    /// [`State::config_planogram_source`] existed, the last non-remote source).
+    pub fn config_source(&self) -> &str {
+        if self.config_planogram_source.is_empty() && !self.planogram_source.starts_with("cmd:") {
+            &self.planogram_source
+        } else {
+            &self.config_planogram_source
         }
     }
 
@@ -243,6 +281,9 @@ impl State {
             Record::Planogram { catalog, source } => {
                 self.catalog = catalog.clone();
                 self.planogram_source = source.clone();
+                if !source.starts_with("cmd:") {
+                    self.config_planogram_source = source.clone();
+                }
             }
             Record::SessionOpened { sid } => {
                 self.last_sid = (*sid).max(self.last_sid);
@@ -428,6 +469,13 @@ impl State {
                     self.ledger.unsettled_offline -= v;
                 }
             }
+            Record::Refund { sid, amount, .. } => {
+                if let Some(c) = self.captures.get_mut(sid) {
+                    c.refunded += amount;
+                }
+                self.counters.each(|c| c.refunds.add(1, *amount));
+            }
+            Record::Unlock { .. } => {}
             Record::DenyList { credential, add } => {
                 if *add {
                     self.deny.insert(credential.clone());
@@ -451,7 +499,24 @@ impl State {
             return;
         };
         s.capture = Some((amount, key.to_string()));
-        let Some(method) = s.hold.as_ref().map(|h| h.method) else {
+        let Some((method, auth_ref)) = s.hold.as_ref().map(|h| (h.method, h.auth_ref.clone()))
+        else {
+            return;
+        };
+        if amount > 0 {
+            self.captures.insert(
+                sid,
+                Captured {
+                    amount,
+                    refunded: 0,
+                    auth_ref,
+                },
+            );
+            while self.captures.len() > MAX_REFUNDABLE {
+                self.captures.pop_first();
+            }
+        }
+        let Some(s) = self.session_mut(sid) else {
             return;
         };
         let delivered: Vec<(SlotId, i64)> = s

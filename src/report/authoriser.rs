@@ -7,7 +7,9 @@
 //! - `auth/request` → it answers on the request's `reply_to` (`auth/response/<id>`) with
 //!   `{"id","sid","approved","amount","auth_ref","reason"}`, holding the amount;
 //! - `payments/capture` and `payments/void` → it settles holds (or, for an offline
-//!   approval, debits the account named by the credential hash), each idempotency key once.
+//!   approval, debits the account named by the credential hash), each idempotency key once;
+//! - `payments/refund` → it credits the account whose capture the refund names (by
+//!   `auth_ref`), each idempotency key once.
 
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
@@ -49,6 +51,8 @@ pub struct Accounts {
     balances: BTreeMap<String, (String, i64)>,
     holds: BTreeMap<String, Hold>,
     applied: BTreeSet<String>,
+    /// Account of every authorisation that captured money, for refunds.
+    settled: BTreeMap<String, String>,
     next_ref: u64,
 }
 
@@ -108,8 +112,9 @@ impl Accounts {
         answer(true, &auth_ref, "approved")
     }
 
-    /// Applies a `payments/capture` or `payments/void`; returns false when its key was
-    /// already applied (a resend) or it names nothing known.
+    /// Applies a `payments/capture`, `payments/void` or `payments/refund` (credits the
+    /// account that paid); returns false when its key was already applied (a resend) or
+    /// it names nothing known.
     pub fn settle(&mut self, kind: &str, p: &Value) -> bool {
         let Some(key) = p["key"].as_str() else {
             return false;
@@ -119,7 +124,11 @@ impl Accounts {
         }
         let amount = p["amount"].as_i64().unwrap_or(0);
         let auth_ref = p["auth_ref"].as_str().unwrap_or_default();
-        let hold_credential = self.holds.get(auth_ref).map(|h| h.credential.clone());
+        let hold_credential = self
+            .holds
+            .get(auth_ref)
+            .map(|h| h.credential.clone())
+            .or_else(|| self.settled.get(auth_ref).cloned());
         let credential = hold_credential.or_else(|| {
             (p["offline"] == true)
                 .then(|| p["credential"].as_str().map(str::to_string))
@@ -129,10 +138,23 @@ impl Accounts {
             warn!(key, "a payment for an unknown authorisation");
             return false;
         };
+        if kind == "refund" {
+            if !self.settled.contains_key(auth_ref) || amount <= 0 {
+                warn!(key, "a refund for nothing captured");
+                return false;
+            }
+            if let Some((_, b)) = self.balances.get_mut(&credential) {
+                *b += amount;
+            }
+            self.applied.insert(key.to_string());
+            return true;
+        }
         if kind == "capture" && amount > 0 {
             if let Some((_, b)) = self.balances.get_mut(&credential) {
                 *b -= amount;
             }
+            self.settled
+                .insert(auth_ref.to_string(), credential.clone());
         }
         if kind == "void" || kind == "capture" && p["offline"] != true {
             // Capture then void settle the hold; whichever comes second finds it gone.

@@ -24,8 +24,9 @@
 //!
 //! Pure: no I/O and no clock (the caller passes `now_ms`); randomness only in
 //! [`generate_keypair`]. The runtime journals a verified command, records its id and nonce
-//! in the replay store, applies [`RemoteCommand::to_inputs`] (or handles the command
-//! itself) and publishes a [`CommandResult`].
+//! in the replay store, applies [`RemoteCommand::inputs_for`] (`audit_export` publishes the
+//! counters itself; `reload_config` is answered `not_supported`) and publishes a
+//! [`CommandResult`].
 #![warn(missing_docs, unreachable_pub, unused_qualifications)]
 
 #[path = "command/args.rs"]

@@ -107,6 +107,8 @@ pub enum RefundSource {
     Void,
     /// An approval that came too late was voided whole.
     StrayAuthVoided,
+    /// An operator refunded captured money (a remote `refund` command).
+    Refund,
 }
 
 /// Raised or cleared.
@@ -528,8 +530,8 @@ impl Reporter {
         out
     }
 
-    /// Capture and void go to the operator's authoriser on `payments/capture` and
-    /// `payments/void`, idempotent by key. This is the upload of offline approvals: an
+    /// Capture, void and refund go to the operator's authoriser on `payments/capture`,
+    /// `payments/void` and `payments/refund`, idempotent by key. This is the upload of offline approvals: an
     /// offline capture names the credential hash (a keyed hash, never the card's
     /// identifier), because the authoriser holds no authorisation for it.
     fn payment(&self, seq: u64, st: &Stamped) -> Option<Report> {
@@ -546,6 +548,12 @@ impl Reporter {
                 key,
                 auth_ref,
             } => ("void", sid, amount, key, auth_ref),
+            Record::Refund {
+                sid,
+                amount,
+                key,
+                auth_ref,
+            } => ("refund", sid, amount, key, auth_ref),
             _ => return None,
         };
         let payer = self.payer.as_ref().filter(|p| p.0 == *sid);
@@ -684,6 +692,15 @@ impl Reporter {
                     key: key.clone(),
                 })
             }
+            Record::Refund {
+                sid, amount, key, ..
+            } => Some(EventBody::Refund {
+                source: RefundSource::Refund,
+                sid: *sid,
+                amount: *amount,
+                currency: code,
+                key: key.clone(),
+            }),
             Record::StrayAuthVoided {
                 sid, amount, key, ..
             } => (*amount > 0).then(|| EventBody::Refund {
@@ -760,7 +777,8 @@ impl Reporter {
             | Record::CountersReset
             | Record::DenyList { .. }
             | Record::RemoteCommand { .. }
-            | Record::OfflineUploaded { .. } => None,
+            | Record::OfflineUploaded { .. }
+            | Record::Unlock { .. } => None,
         }
     }
 

@@ -99,6 +99,10 @@ pub struct Identity {
     pub config_version: String,
     /// Currency of the machine.
     pub currency: Currency,
+    /// Rows of the motor matrix (a remote planogram must fit it).
+    pub rows: u8,
+    /// Columns of the motor matrix.
+    pub cols: u8,
 }
 
 /// Why the link cannot start.
@@ -653,20 +657,18 @@ impl Link {
                 return;
             }
         };
-        let supported = !matches!(
-            v.command,
-            RemoteCommand::SetPlanogram { .. }
-                | RemoteCommand::Refund { .. }
-                | RemoteCommand::Void { .. }
-                | RemoteCommand::UnlockDoor { .. }
-                | RemoteCommand::AuditExport { .. }
-                | RemoteCommand::ReloadConfig { .. }
-        );
-        if !supported {
-            let msg = format!("this version does not carry out `{name}` yet; nothing was changed");
+        if let RemoteCommand::ReloadConfig {} = v.command {
+            let msg = "reload_config is not supported by this version: restart the daemon \
+                       (systemctl restart vendd) to read the config file again, or change the \
+                       planogram with set_planogram; nothing was changed";
             let answer = lossy(CommandResult::failed(&v, "not_supported", msg, now).to_json());
             self.publish_result(name, answer);
             return;
+        }
+        if let RemoteCommand::AuditExport {} = v.command {
+            // The counters as the core last published them; the command is then journaled
+            // (no core effect) and answered from the journal like every other.
+            self.publish_audit(&v.id, now);
         }
         info!(command = name, id = %v.id, "remote command verified");
         let input = crate::core::Input::RemoteCommand {
@@ -675,13 +677,37 @@ impl Link {
             nonce: v.nonce.clone(),
             expires_at: v.expires_at,
             digest: v.digest.clone(),
-            inputs: v.command.to_inputs(),
+            inputs: v.command.inputs_for(&v.id, self.id.rows, self.id.cols),
         };
         if self.core.try_send(Request { input, reply: None }).is_err() {
             let msg = "the controller is busy; send the command again";
             let answer = lossy(CommandResult::failed(&v, "busy", msg, now).to_json());
             self.publish_result(name, answer);
         }
+    }
+
+    /// Publishes the audit counters (lifetime and since the last reset, per slot and per
+    /// payment method) as JSON on `<root>/audit`, QoS 1, not retained.
+    fn publish_audit(&mut self, command_id: &str, now: u64) {
+        let counters = self.snapshot.borrow().counters.clone();
+        let payload = json!({
+            "schema": super::event::SCHEMA_VERSION,
+            "machine": self.id.machine,
+            "site": self.id.site,
+            "currency": self.id.currency.code(),
+            "command_id": command_id,
+            "ts": now,
+            "ts_iso": rfc3339_utc_ms(now),
+            "counters": counters,
+        });
+        let topic = format!("{}/audit", self.cfg.topic_root);
+        self.publish(
+            Marker::Other,
+            topic,
+            payload.to_string(),
+            QoS::AtLeastOnce,
+            false,
+        );
     }
 
     fn publish_result(&mut self, name: &str, payload: String) {

@@ -74,8 +74,13 @@ pub enum RemoteCommand {
     /// Replace the whole planogram. Handled by the runtime (journal a
     /// `Record::Planogram` with the command id as its source).
     SetPlanogram {
-        /// The new catalog; non-empty, consistent ([`Catalog::problems`] is empty).
+        /// The new catalog; non-empty, consistent ([`Catalog::problems`] is empty). A slot
+        /// may leave out `stock`: it then keeps its count if it keeps its product.
         catalog: Catalog,
+        /// Slots whose `stock` the command gives (read from the arguments; not a field of
+        /// the envelope).
+        #[serde(skip)]
+        stock_given: Vec<SlotId>,
     },
     /// Set stock counts after a restock (one [`Input::Restock`] each).
     Restock {
@@ -154,10 +159,37 @@ impl RemoteCommand {
         }
     }
 
-    /// The core inputs that carry this command out, in order; apply them all or none.
+    /// The core inputs that carry command `id` out on a `rows`×`cols` machine, in order;
+    /// apply them all or none. Empty for `audit_export` (the link publishes the counters)
+    /// and `reload_config` (not supported).
+    pub fn inputs_for(&self, id: &str, rows: u8, cols: u8) -> Vec<Input> {
+        match self {
+            RemoteCommand::SetPlanogram {
+                catalog,
+                stock_given,
+            } => vec![Input::SetPlanogram {
+                catalog: catalog.clone(),
+                source: format!("cmd:{id}"),
+                rows,
+                cols,
+                stock_given: stock_given.clone(),
+            }],
+            RemoteCommand::Refund { sid, amount } => vec![Input::Refund {
+                sid: *sid,
+                amount: *amount,
+                key: format!("{sid}:refund:{id}"),
+            }],
+            RemoteCommand::Void { sid } => vec![Input::VoidSession { sid: *sid }],
+            RemoteCommand::UnlockDoor { seconds } => vec![Input::UnlockDoor { seconds: *seconds }],
+            other => other.to_inputs(),
+        }
+    }
+
+    /// The core inputs of the commands that need no command id or machine size, in order;
+    /// apply them all or none.
     ///
-    /// Empty for the commands the runtime handles itself: `set_planogram`, `refund`,
-    /// `void`, `unlock_door`, `audit_export` and `reload_config`.
+    /// Empty for `set_planogram`, `refund`, `void` and `unlock_door` (see
+    /// [`RemoteCommand::inputs_for`]) and for `audit_export` and `reload_config`.
     pub fn to_inputs(&self) -> Vec<Input> {
         match self {
             RemoteCommand::SetPrices { prices } => prices
@@ -298,7 +330,25 @@ pub fn parse_args(name: &str, args: &Value) -> Result<RemoteCommand, CommandErro
         "set_planogram" => {
             let a: PlanogramArgs = from_args(args).map_err(bad)?;
             check_catalog(&a.catalog).map_err(bad)?;
-            RemoteCommand::SetPlanogram { catalog: a.catalog }
+            let stock_given = a
+                .catalog
+                .slots
+                .keys()
+                .filter(|id| {
+                    args["catalog"]["slots"]
+                        .as_object()
+                        .and_then(|m| {
+                            m.iter()
+                                .find(|(k, _)| SlotId::parse(k).ok().as_ref() == Some(*id))
+                        })
+                        .is_some_and(|(_, v)| v.get("stock").is_some())
+                })
+                .cloned()
+                .collect();
+            RemoteCommand::SetPlanogram {
+                catalog: a.catalog,
+                stock_given,
+            }
         }
         "restock" => {
             let a: RestockArgs = from_args(args).map_err(bad)?;

@@ -108,7 +108,10 @@ fn examples() -> Vec<(&'static str, Value, RemoteCommand)> {
         (
             "set_planogram",
             planogram_args(),
-            RemoteCommand::SetPlanogram { catalog },
+            RemoteCommand::SetPlanogram {
+                catalog,
+                stock_given: vec![slot("A1"), slot("B2")],
+            },
         ),
         (
             "restock",
@@ -1076,7 +1079,7 @@ fn results_carry_the_id_name_code_and_reason_in_the_agreed_json() {
 fn currency_and_catalog_types_come_from_the_core() {
     // Guards the planogram example against drifting from the core's serde shape.
     let v = check(&signed("set_planogram", planogram_args()), "set_planogram").unwrap();
-    let RemoteCommand::SetPlanogram { catalog } = v.command else {
+    let RemoteCommand::SetPlanogram { catalog, .. } = v.command else {
         panic!()
     };
     assert_eq!(catalog.currency, Currency::parse("EUR").unwrap());
