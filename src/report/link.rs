@@ -450,14 +450,7 @@ impl Link {
             "ts": now,
         });
         self.auth_pending.insert(id, req.sid);
-        let topic = format!("{}/auth/request", self.cfg.topic_root);
-        self.publish(
-            Marker::Other,
-            topic,
-            payload.to_string(),
-            QoS::AtLeastOnce,
-            false,
-        );
+        self.publish_under_root("auth/request", payload.to_string());
     }
 
     fn on_auth_response(&mut self, id: &str, raw: &[u8]) {
@@ -700,18 +693,16 @@ impl Link {
             "ts_iso": rfc3339_utc_ms(now),
             "counters": counters,
         });
-        let topic = format!("{}/audit", self.cfg.topic_root);
-        self.publish(
-            Marker::Other,
-            topic,
-            payload.to_string(),
-            QoS::AtLeastOnce,
-            false,
-        );
+        self.publish_under_root("audit", payload.to_string());
     }
 
     fn publish_result(&mut self, name: &str, payload: String) {
-        let topic = format!("{}/{}", self.cfg.topic_root, command::result_topic(name));
+        self.publish_under_root(&command::result_topic(name), payload);
+    }
+
+    /// A QoS 1, not retained message outside the outbox, under the topic root.
+    fn publish_under_root(&mut self, suffix: &str, payload: String) {
+        let topic = format!("{}/{suffix}", self.cfg.topic_root);
         self.publish(Marker::Other, topic, payload, QoS::AtLeastOnce, false);
     }
 
