@@ -135,6 +135,7 @@ impl Fixture {
             currency: cfg.catalog.currency,
             rows: cfg.machine.rows,
             cols: cfg.machine.cols,
+            config_path: None,
         };
         let mqtt = mqtt_section();
         let mut reporter = Reporter::new(ReporterConfig {

@@ -16,6 +16,8 @@ pub mod config;
 pub mod core;
 pub mod hw;
 pub mod journal;
+pub mod nfc;
+pub mod payment;
 pub mod report;
 pub mod runtime;
 pub mod sysd;

@@ -431,6 +431,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
                 currency: cfg.catalog.currency,
                 rows: cfg.machine.rows,
                 cols: cfg.machine.cols,
+                config_path: (cfg.file != "<embedded>").then(|| PathBuf::from(&cfg.file)),
             };
             let (status_tx, status_rx) = watch::channel(LinkStatus::default());
             let (auth_tx, auth_rx) = mpsc::unbounded_channel();

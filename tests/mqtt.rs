@@ -859,7 +859,7 @@ mod commands {
     }
 
     #[test]
-    fn unlock_door_opens_the_lock_for_a_while_audit_export_publishes_counters_and_reload_config_is_refused(
+    fn unlock_door_opens_the_lock_for_a_while_audit_export_publishes_counters_and_reload_config_applies_the_file(
     ) {
         let op = Op::start("");
         let audit = Subscriber::start(
@@ -916,10 +916,24 @@ mod commands {
             );
         }
 
-        // reload_config: refused with a clear message, not journaled.
+        // reload_config: a broken file changes nothing and the answer names file and line.
+        let good = std::fs::read_to_string(&op.cfg).unwrap();
+        std::fs::write(&op.cfg, good.replacen("rows = 3", "rows = \"three\"", 1)).unwrap();
+        let r = op.run("reload_config", "rc-0", json!({}));
+        assert_eq!(code(&r), (Some(false), Some("bad_config")), "{r}");
+        let msg = r["message"].as_str().unwrap();
+        assert!(
+            msg.contains("vendd.toml:") && msg.contains("machine.rows"),
+            "{r}"
+        );
+        assert_eq!(slot_view(&d, "A1").unwrap()["price"], 160);
+        // A good file with a new price: its planogram applies, counts carry over.
+        let stock_before = slot_view(&d, "A1").unwrap()["stock"].clone();
+        std::fs::write(&op.cfg, good.replacen("price = 160", "price = 555", 1)).unwrap();
         let r = op.run("reload_config", "rc-1", json!({}));
-        assert_eq!(code(&r), (Some(false), Some("not_supported")), "{r}");
-        assert!(r["message"].as_str().unwrap().contains("restart"), "{r}");
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        assert_eq!(slot_view(&d, "A1").unwrap()["price"], 555);
+        assert_eq!(slot_view(&d, "A1").unwrap()["stock"], stock_before);
 
         d.terminate();
         let j = export(&op.state);
@@ -931,7 +945,7 @@ mod commands {
             .filter(|r| r["type"] == "remote_command")
             .map(|r| r["id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, ["ul-1", "ae-1"]);
+        assert_eq!(ids, ["ul-1", "ae-1", "rc-1"]);
         let (code, out, _) = vendctl(&op.state, &["journal", "verify"]);
         assert_eq!(code, 0, "{out}");
     }

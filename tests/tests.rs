@@ -6,6 +6,7 @@ mod common;
 mod core_props;
 mod crash;
 mod e2e;
+mod emvco;
 mod mqtt;
 mod mqtt_session;
 mod systemd;

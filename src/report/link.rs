@@ -103,6 +103,8 @@ pub struct Identity {
     pub rows: u8,
     /// Columns of the motor matrix.
     pub cols: u8,
+    /// The configuration file (None: the embedded configuration), for `reload_config`.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// Why the link cannot start.
@@ -650,13 +652,16 @@ impl Link {
                 return;
             }
         };
+        let mut inputs = v.command.inputs_for(&v.id, self.id.rows, self.id.cols);
         if let RemoteCommand::ReloadConfig {} = v.command {
-            let msg = "reload_config is not supported by this version: restart the daemon \
-                       (systemctl restart vendd) to read the config file again, or change the \
-                       planogram with set_planogram; nothing was changed";
-            let answer = lossy(CommandResult::failed(&v, "not_supported", msg, now).to_json());
-            self.publish_result(name, answer);
-            return;
+            match self.reload_config() {
+                Ok(i) => inputs = i,
+                Err((code, msg)) => {
+                    let answer = lossy(CommandResult::failed(&v, code, msg, now).to_json());
+                    self.publish_result(name, answer);
+                    return;
+                }
+            }
         }
         if let RemoteCommand::AuditExport {} = v.command {
             // The counters as the core last published them; the command is then journaled
@@ -670,13 +675,41 @@ impl Link {
             nonce: v.nonce.clone(),
             expires_at: v.expires_at,
             digest: v.digest.clone(),
-            inputs: v.command.inputs_for(&v.id, self.id.rows, self.id.cols),
+            inputs,
         };
         if self.core.try_send(Request { input, reply: None }).is_err() {
             let msg = "the controller is busy; send the command again";
             let answer = lossy(CommandResult::failed(&v, "busy", msg, now).to_json());
             self.publish_result(name, answer);
         }
+    }
+
+    /// `reload_config`: reads and validates the configuration file again and applies its
+    /// planogram (prices, products, capacities; stock counts carry over). A file with an
+    /// error changes nothing and the answer names its file, line and field. Settings other
+    /// than the planogram (time-outs, offline limits, MQTT) take effect at the next restart.
+    fn reload_config(&self) -> Result<Vec<crate::core::Input>, (&'static str, String)> {
+        let Some(path) = &self.id.config_path else {
+            let msg = "this machine runs its embedded configuration: there is no file to reload";
+            return Err(("no_config_file", msg.to_string()));
+        };
+        let cfg = crate::config::Config::load(path)
+            .map_err(|e| ("bad_config", format!("{e}; nothing was changed")))?;
+        if cfg.machine.id != self.id.machine
+            || cfg.machine.rows != self.id.rows
+            || cfg.machine.cols != self.id.cols
+        {
+            let msg =
+                "the file describes another machine (id or matrix size); restart to change those";
+            return Err(("config_mismatch", msg.to_string()));
+        }
+        Ok(vec![crate::core::Input::SetPlanogram {
+            catalog: cfg.catalog,
+            source: cfg.planogram_source,
+            rows: cfg.machine.rows,
+            cols: cfg.machine.cols,
+            stock_given: Vec::new(),
+        }])
     }
 
     /// Publishes the audit counters (lifetime and since the last reset, per slot and per
