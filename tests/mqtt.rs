@@ -50,6 +50,19 @@ fn buy(d: &Daemon, slot: &str, card: &str) -> u64 {
     sid
 }
 
+/// The `n`th result (from 1) received for command `id`, waiting up to 15 s.
+pub(crate) fn nth_result(results: &Subscriber, id: &str, n: usize) -> Value {
+    let msgs = results.wait_for(
+        |m| m.iter().filter(|x| x.json()["id"] == id).count() >= n,
+        Duration::from_secs(15),
+    );
+    msgs.iter()
+        .filter(|x| x.json()["id"] == id)
+        .nth(n - 1)
+        .unwrap()
+        .json()
+}
+
 /// Event ids of the received events, with how often each came.
 fn by_event_id(msgs: &[Msg]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
@@ -321,17 +334,7 @@ mod commands {
         let send = |name: &str, bytes: &[u8]| {
             publish_once(&broker, &format!("{ROOT}/cmd/{name}"), bytes, false);
         };
-        let result_for = |id: &str, n: usize| -> Value {
-            let msgs = results.wait_for(
-                |m| m.iter().filter(|x| x.json()["id"] == id).count() >= n,
-                Duration::from_secs(15),
-            );
-            msgs.iter()
-                .filter(|x| x.json()["id"] == id)
-                .nth(n - 1)
-                .unwrap()
-                .json()
-        };
+        let result_for = |id: &str, n: usize| -> Value { nth_result(&results, id, n) };
 
         // A good command: applied, answered ok, from the journal.
         let args = json!({"prices": [{"slot": "A1", "price": 999}, {"slot": "B1", "price": 5}]});
@@ -621,15 +624,7 @@ mod commands {
 
         /// The `n`th result for command `id`.
         fn result(&self, id: &str, n: usize) -> Value {
-            let msgs = self.results.wait_for(
-                |m| m.iter().filter(|x| x.json()["id"] == id).count() >= n,
-                Duration::from_secs(15),
-            );
-            msgs.iter()
-                .filter(|x| x.json()["id"] == id)
-                .nth(n - 1)
-                .unwrap()
-                .json()
+            super::nth_result(&self.results, id, n)
         }
 
         /// Sends a command and returns its (first) result.
