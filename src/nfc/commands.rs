@@ -342,8 +342,9 @@ pub fn parse_in_release(payload: &[u8]) -> Result<(), CommandError> {
     }
 }
 
-/// One ISO 14443A target found by InListPassiveTarget at 106 kbps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One ISO 14443A target found by InListPassiveTarget at 106 kbps. Its `Debug` redacts the
+/// UID (and the ATS, which can carry card-specific bytes).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Target14443A {
     /// Logical number the PN532 gave the target (used by InDataExchange).
     pub tg: u8,
@@ -355,6 +356,21 @@ pub struct Target14443A {
     pub nfcid: Vec<u8>,
     /// The ATS, including its length byte TL, for ISO 14443-4 cards.
     pub ats: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Target14443A {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target14443A")
+            .field("tg", &self.tg)
+            .field("sens_res", &self.sens_res)
+            .field("sel_res", &self.sel_res)
+            .field(
+                "nfcid",
+                &format_args!("<{} bytes redacted>", self.nfcid.len()),
+            )
+            .field("ats", &self.ats.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// SEL_RES bit saying the card is ISO 14443-4 compliant (and so sends an ATS).
@@ -588,6 +604,23 @@ mod tests {
                 ats: None,
             }]
         );
+    }
+
+    #[test]
+    fn a_targets_debug_output_does_not_show_its_uid() {
+        let t = Target14443A {
+            tg: 1,
+            sens_res: [0x00, 0x44],
+            sel_res: 0x00,
+            nfcid: vec![0x04, 0x92, 0x2E, 0x5A, 0xB1, 0x2B, 0x80],
+            ats: Some(vec![0x02, 0x99]),
+        };
+        let dbg = format!("{t:?} {t:#?}");
+        assert!(!dbg.to_lowercase().contains("922e5a"), "{dbg}");
+        assert!(!dbg.contains("146, 46, 90"), "{dbg}");
+        assert!(!dbg.contains("0x92"), "{dbg}");
+        assert!(!dbg.contains("153"), "{dbg}");
+        assert!(dbg.contains("7 bytes redacted"), "{dbg}");
     }
 
     #[test]
