@@ -9,9 +9,12 @@
 //! - [`config`]: the TOML configuration, validated once at start-up.
 //! - [`runtime`]: the tokio driver: one event queue into the core, adapters as tasks.
 //! - [`ui`]: the HTTP API (axum) on loopback, with the sim API in simulate mode.
+//! - [`camera`]: V4L2, replay and simulated frame sources and the capture loop.
+//! - [`nfc`]: the PN532 reader: frame codec, commands, transports, simulator, poller.
 //! - [`sysd`]: systemd notify and watchdog.
 #![warn(unreachable_pub, unused_qualifications)]
 
+pub mod camera;
 pub mod config;
 pub mod core;
 pub mod hw;

@@ -457,7 +457,12 @@ impl Controller {
             }
             Phase::Authorising => {
                 if let Some(p) = self.pending.take() {
-                    self.decide_locally(&mut out, now, p.method, p.credential);
+                    if p.method == PaymentMethod::MerchantQr {
+                        // Nobody paid the code in time; a late approval is voided as stray.
+                        self.decline(&mut out, now, p.method, DeclineReason::NotPaidInTime);
+                    } else {
+                        self.decide_locally(&mut out, now, p.method, p.credential);
+                    }
                 }
             }
             Phase::Vending { item, attempt } => {
@@ -515,6 +520,15 @@ impl Controller {
             }
             Input::Credential { method, credential } => {
                 self.credential(&mut out, now, method, credential)?
+            }
+            Input::UnrecognisedCode => {
+                if self.phase != Phase::AwaitingCredential {
+                    return Err(Reject::new(
+                        "not_awaiting_payment",
+                        "a code is read only while the machine waits for payment",
+                    ));
+                }
+                self.say(&mut out, Prompt::CodeNotRecognised);
             }
             Input::AuthResult {
                 sid,
@@ -1087,12 +1101,13 @@ impl Controller {
                 method,
                 credential: credential.clone(),
             });
-            self.set_phase(
-                out,
-                now,
-                Phase::Authorising,
-                Some(self.cfg.timeouts.authorising),
-            );
+            // A dynamic QR code waits for the shopper to scan and pay it on their phone.
+            let wait = if method == PaymentMethod::MerchantQr {
+                self.cfg.timeouts.credential
+            } else {
+                self.cfg.timeouts.authorising
+            };
+            self.set_phase(out, now, Phase::Authorising, Some(wait));
             self.say(out, Prompt::Authorising);
             out.push(Command::RequestAuth {
                 sid,

@@ -42,6 +42,9 @@ pub enum Input {
         /// Keyed hash of the credential.
         credential: String,
     },
+    /// The camera read a code that matches no accepted pay-code pattern (its content is
+    /// not passed on: it may be sensitive).
+    UnrecognisedCode,
     /// The online authoriser answered.
     AuthResult {
         /// Session it answers.
@@ -233,6 +236,8 @@ pub enum Prompt {
         /// Seconds left.
         seconds: u32,
     },
+    /// The camera saw a code that is not a pay code this machine accepts.
+    CodeNotRecognised,
     /// Cancelled by the shopper.
     Cancelled,
     /// Ended because nobody answered.

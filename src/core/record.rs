@@ -108,6 +108,8 @@ pub enum DeclineReason {
     },
     /// This payment method needs the network, which is down.
     NeedsOnline,
+    /// The dynamic QR code shown for the checkout was not paid before its time ran out.
+    NotPaidInTime,
     /// The online authoriser declined.
     Authoriser {
         /// Its reason, for the shopper prompt.

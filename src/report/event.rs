@@ -852,6 +852,7 @@ fn decline_kind(reason: &DeclineReason) -> &'static str {
         DeclineReason::OfflineTotalExceeded { .. } => "offline_total_exceeded",
         DeclineReason::DailyUsesExceeded { .. } => "daily_uses_exceeded",
         DeclineReason::NeedsOnline => "needs_online",
+        DeclineReason::NotPaidInTime => "not_paid_in_time",
         DeclineReason::Authoriser { .. } => "authoriser",
     }
 }
