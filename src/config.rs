@@ -3,10 +3,14 @@
 //!
 //! Nothing reads the environment or the file again after [`Config::load`] returns.
 
+use crate::camera::{CameraConfig, PixelFormat, SourceKind};
 use crate::core::{
     Catalog, CoreConfig, Currency, PaymentMethod, PolicyConfig, Product, Slot, SlotId, Timeouts,
 };
 use crate::hw::{PinMap, SimConfig, VendTiming};
+use crate::nfc::reader::PollerConfig;
+use crate::payment::paycode::{PayCodePattern, PayCodeRules};
+use crate::payment::MerchantConfig;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -55,7 +59,123 @@ struct RawConfig {
     sim: SimConfig,
     #[serde(default)]
     mqtt: Option<Spanned<RawMqtt>>,
+    #[serde(default)]
+    nfc: Option<Spanned<RawNfc>>,
+    #[serde(default)]
+    camera: Option<Spanned<RawCamera>>,
+    #[serde(default)]
+    paycodes: Option<Spanned<RawPayCodes>>,
+    #[serde(default)]
+    merchant_qr: Option<Spanned<RawMerchantQr>>,
     planogram: RawPlanogram,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawNfc {
+    reader: Option<String>,
+    spi_bus: u8,
+    spi_slave_select: u8,
+    spi_clock_hz: Option<u32>,
+    i2c_bus: Option<u8>,
+    uart: Option<PathBuf>,
+    reset_pin: Option<u8>,
+    irq_pin: Option<u8>,
+    poll: PollerConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawCamera {
+    source: Option<String>,
+    device: u32,
+    format: Option<PixelFormat>,
+    replay: Option<PathBuf>,
+    width: Option<u32>,
+    height: Option<u32>,
+    fps: Option<u32>,
+    idle_fps: Option<u32>,
+    activity_threshold: Option<f32>,
+    repeat_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawPayCodes {
+    pattern: Vec<RawPattern>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPattern {
+    name: String,
+    regex: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMerchantQr {
+    enabled: bool,
+    account_template_id: u8,
+    guid: String,
+    merchant_id: String,
+    mcc: String,
+    name: String,
+    city: String,
+    country: String,
+    postal_code: Option<String>,
+}
+
+/// Which NFC reader is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NfcReader {
+    /// None: cards are not offered.
+    None,
+    /// The simulated PN532 (driven by the sim API).
+    Sim,
+    /// PN532 on SPI (`/dev/spidev<bus>.<ss>`).
+    Spi {
+        /// Bus.
+        bus: u8,
+        /// Slave select.
+        slave_select: u8,
+        /// Clock.
+        clock_hz: u32,
+    },
+    /// PN532 on I2C (`/dev/i2c-<bus>`, address 0x24).
+    I2c {
+        /// Bus.
+        bus: u8,
+    },
+    /// PN532 on a UART (HSU, 115200 8N1).
+    Uart {
+        /// Serial device.
+        path: PathBuf,
+    },
+}
+
+/// The NFC reader (`[nfc]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfcConfig {
+    /// Reader and its bus.
+    pub reader: NfcReader,
+    /// Optional RSTPDN and IRQ pins.
+    pub pins: crate::nfc::rpi::Pins,
+    /// De-bounce and recovery.
+    pub poll: PollerConfig,
+}
+
+/// Camera, QR scanning and payment codes.
+#[derive(Debug, Clone)]
+pub struct CodesConfig {
+    /// The camera.
+    pub camera: CameraConfig,
+    /// The same payload read again within this is one read.
+    pub repeat_ms: u64,
+    /// Accepted pay codes.
+    pub paycodes: PayCodeRules,
+    /// Merchant data for the dynamic QR shown at checkout (None: not offered).
+    pub merchant_qr: Option<MerchantConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -348,6 +468,10 @@ pub struct Config {
     pub sim: SimConfig,
     /// The MQTT link (None: reporting off).
     pub mqtt: Option<MqttConfig>,
+    /// The NFC reader.
+    pub nfc: NfcConfig,
+    /// Camera, pay codes and the dynamic merchant QR.
+    pub codes: CodesConfig,
 }
 
 struct Ctx<'a> {
@@ -764,6 +888,16 @@ impl Config {
             _ => None,
         };
 
+        let nfc = nfc_config(&cx, raw.nfc, hw.backend)?;
+        let codes = codes_config(
+            &cx,
+            raw.camera,
+            raw.paycodes,
+            raw.merchant_qr,
+            hw.backend,
+            base,
+        )?;
+
         Ok(Config {
             file: file.to_string(),
             machine: Machine {
@@ -794,6 +928,8 @@ impl Config {
             pinmap,
             sim: raw.sim,
             mqtt,
+            nfc,
+            codes,
         })
     }
 }
@@ -998,4 +1134,205 @@ fn field_at(text: &str, pos: usize) -> String {
 fn find(text: &str, key: &str) -> std::ops::Range<usize> {
     let k = key.rsplit('.').next().unwrap_or(key);
     text.find(k).map_or(0..0, |i| i..i + k.len())
+}
+
+fn nfc_config(
+    cx: &Ctx<'_>,
+    raw: Option<Spanned<RawNfc>>,
+    backend: Backend,
+) -> Result<NfcConfig, ConfigError> {
+    let (span, n) = take(raw);
+    let default = match backend {
+        Backend::Sim => "sim",
+        Backend::Rpi => "none",
+    };
+    let reader = match n.reader.as_deref().unwrap_or(default) {
+        "none" => NfcReader::None,
+        "sim" => NfcReader::Sim,
+        "spi" => NfcReader::Spi {
+            bus: n.spi_bus,
+            slave_select: n.spi_slave_select,
+            clock_hz: n.spi_clock_hz.unwrap_or(1_000_000),
+        },
+        "i2c" => NfcReader::I2c {
+            bus: n.i2c_bus.unwrap_or(1),
+        },
+        "uart" => NfcReader::Uart {
+            path: n
+                .uart
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/dev/serial0")),
+        },
+        other => {
+            return Err(cx.err_at(
+                span,
+                "reader",
+                "nfc.reader",
+                format!("`{other}` is not one of none, sim, spi, i2c, uart"),
+            ))
+        }
+    };
+    if let NfcReader::Spi { clock_hz, .. } = reader {
+        if !(10_000..=5_000_000).contains(&clock_hz) {
+            return Err(cx.err_at(
+                span,
+                "spi_clock_hz",
+                "nfc.spi_clock_hz",
+                "the PN532 takes 10 kHz to 5 MHz",
+            ));
+        }
+    }
+    let p = &n.poll;
+    if p.arrive_after == 0
+        || p.leave_after == 0
+        || p.wedge_after == 0
+        || !(10..=5_000).contains(&p.poll_interval_ms)
+        || p.backoff_initial_ms == 0
+        || p.backoff_max_ms < p.backoff_initial_ms
+    {
+        return Err(cx.err_at(
+            span,
+            "poll",
+            "nfc.poll",
+            "arrive_after, leave_after and wedge_after are at least 1; poll_interval_ms is 10 to 5000; backoff_max_ms is at least backoff_initial_ms",
+        ));
+    }
+    Ok(NfcConfig {
+        reader,
+        pins: crate::nfc::rpi::Pins {
+            reset: n.reset_pin,
+            irq: n.irq_pin,
+        },
+        poll: n.poll,
+    })
+}
+
+fn codes_config(
+    cx: &Ctx<'_>,
+    camera: Option<Spanned<RawCamera>>,
+    paycodes: Option<Spanned<RawPayCodes>>,
+    merchant: Option<Spanned<RawMerchantQr>>,
+    backend: Backend,
+    base: Option<&Path>,
+) -> Result<CodesConfig, ConfigError> {
+    let (c_span, c) = take(camera);
+    let d = CameraConfig::default();
+    let default = match backend {
+        Backend::Sim => "sim",
+        Backend::Rpi => "none",
+    };
+    let source = match c.source.as_deref().unwrap_or(default) {
+        "none" => SourceKind::None,
+        "sim" => SourceKind::Sim,
+        "v4l2" => SourceKind::V4l2 {
+            index: c.device,
+            format: c.format.unwrap_or(PixelFormat::Mjpeg),
+        },
+        "replay" => match &c.replay {
+            Some(p) => SourceKind::Replay(resolve(base, p)),
+            None => {
+                return Err(cx.err_at(
+                    c_span,
+                    "source",
+                    "camera.replay",
+                    "source = \"replay\" needs replay = a folder of images or an MJPEG file",
+                ))
+            }
+        },
+        other => {
+            return Err(cx.err_at(
+                c_span,
+                "source",
+                "camera.source",
+                format!("`{other}` is not one of none, sim, v4l2, replay"),
+            ))
+        }
+    };
+    let cam = CameraConfig {
+        source,
+        width: c.width.unwrap_or(d.width),
+        height: c.height.unwrap_or(d.height),
+        fps: c.fps.unwrap_or(d.fps),
+        idle_fps: c.idle_fps.unwrap_or(d.idle_fps),
+        activity_threshold: c.activity_threshold.unwrap_or(d.activity_threshold),
+    };
+    if !(160..=4096).contains(&cam.width) || !(120..=4096).contains(&cam.height) {
+        return Err(cx.err_at(
+            c_span,
+            "width",
+            "camera.width/height",
+            "160×120 to 4096×4096",
+        ));
+    }
+    if !(1..=60).contains(&cam.fps) || cam.idle_fps == 0 || cam.idle_fps > cam.fps {
+        return Err(cx.err_at(
+            c_span,
+            "fps",
+            "camera.fps/idle_fps",
+            "fps is 1 to 60 and idle_fps is 1 to fps",
+        ));
+    }
+    if !(0.0..=255.0).contains(&cam.activity_threshold) {
+        return Err(cx.err_at(
+            c_span,
+            "activity_threshold",
+            "camera.activity_threshold",
+            "a mean grey-level difference from 0 to 255",
+        ));
+    }
+    let repeat_ms = c.repeat_ms.unwrap_or(3000);
+    if repeat_ms > 600_000 {
+        return Err(cx.err_at(
+            c_span,
+            "repeat_ms",
+            "camera.repeat_ms",
+            "at most 600000 (10 minutes)",
+        ));
+    }
+
+    let paycodes = match paycodes {
+        None => PayCodeRules::default(),
+        Some(sp) => {
+            let span = sp.span();
+            let mut pats = Vec::new();
+            for (i, p) in sp.into_inner().pattern.iter().enumerate() {
+                pats.push(PayCodePattern::new(&p.name, &p.regex).map_err(|e| {
+                    cx.err_at(span.clone(), &p.regex, format!("paycodes.pattern[{i}]"), e)
+                })?);
+            }
+            PayCodeRules::new(pats)
+        }
+    };
+
+    let merchant_qr = match merchant {
+        Some(sp) if sp.get_ref().enabled => {
+            let span = sp.span();
+            let m = sp.into_inner();
+            let mc = MerchantConfig {
+                account_template_id: m.account_template_id,
+                guid: m.guid,
+                merchant_id: m.merchant_id,
+                mcc: m.mcc,
+                name: m.name,
+                city: m.city,
+                country: m.country,
+                postal_code: m.postal_code,
+            };
+            if let Err(e) = mc.validate() {
+                let field = match &e {
+                    crate::payment::EmvError::Config { field, .. } => *field,
+                    _ => "merchant_qr",
+                };
+                return Err(cx.err_at(span, field, format!("merchant_qr.{field}"), e.to_string()));
+            }
+            Some(mc)
+        }
+        _ => None,
+    };
+    Ok(CodesConfig {
+        camera: cam,
+        repeat_ms,
+        paycodes,
+        merchant_qr,
+    })
 }

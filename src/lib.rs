@@ -21,6 +21,8 @@ pub mod hw;
 pub mod journal;
 pub mod nfc;
 pub mod payment;
+pub mod qr;
+pub mod readers;
 pub mod report;
 pub mod runtime;
 pub mod sysd;

@@ -73,6 +73,25 @@ pub struct Handle {
     pub matrix: (u8, u8),
     /// The MQTT link's state (None when reporting is off).
     pub link: Option<watch::Receiver<LinkStatus>>,
+    /// NFC reader and camera status.
+    pub readers: crate::readers::ReadersStatus,
+    /// The simulated NFC reader (simulate mode).
+    pub nfc_sim: Option<crate::nfc::sim::SimReaderHandle>,
+    /// What the simulated camera sees (simulate mode).
+    pub scene: Option<crate::camera::SimScene>,
+    /// The dynamic merchant QR (None when not configured).
+    pub pay_qr: Option<std::sync::Arc<PayQr>>,
+}
+
+/// The dynamic merchant-presented QR of the current checkout.
+#[derive(Debug)]
+pub struct PayQr {
+    /// Merchant data from the configuration.
+    pub merchant: crate::payment::MerchantConfig,
+    /// Machine id (terminal label and reference prefix).
+    pub machine_id: String,
+    /// The payload shown for a session.
+    pub shown: std::sync::Mutex<Option<(SessionId, String)>>,
 }
 
 /// Why a request could not be delivered.
@@ -327,6 +346,8 @@ pub struct Started {
     panel_thread: Option<JoinHandle<()>>,
     panel_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     link: Option<Link>,
+    readers_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reader_threads: Vec<JoinHandle<()>>,
 }
 
 /// Opens the journal, recovers, builds the machine and the device threads.
@@ -387,6 +408,8 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
     let ptx = tx.clone();
     let pstop = stop.clone();
     let initial_door = ctl.state().door_open;
+    let present = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ppresent = present.clone();
     let panel_thread = std::thread::Builder::new()
         .name("panel".into())
         .spawn(move || {
@@ -399,6 +422,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
                 ptx,
                 pstop,
                 initial_door,
+                ppresent,
             )
         })
         .expect("spawn panel thread");
@@ -448,13 +472,37 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         }
         None => (None, None),
     };
+    let secret = std::sync::Arc::new(cfg.device_secret.clone());
+    let readers = crate::readers::start(
+        &cfg.nfc,
+        &cfg.codes,
+        crate::readers::ReaderDeps {
+            tx: tx.clone(),
+            snapshot: snap_rx.clone(),
+            secret: secret.clone(),
+            simulate: sim.is_some(),
+            seed: opts.seed,
+            present,
+        },
+    );
+    let pay_qr = cfg.codes.merchant_qr.clone().map(|merchant| {
+        std::sync::Arc::new(PayQr {
+            merchant,
+            machine_id: cfg.machine.id.clone(),
+            shown: std::sync::Mutex::new(None),
+        })
+    });
     let handle = Handle {
         tx,
         snapshot: snap_rx,
         sim,
-        secret: std::sync::Arc::new(cfg.device_secret.clone()),
+        secret,
         matrix: (cfg.machine.rows, cfg.machine.cols),
         link: link_rx,
+        readers: readers.status.clone(),
+        nfc_sim: readers.nfc_sim.clone(),
+        scene: readers.scene.clone(),
+        pay_qr,
     };
     Ok(Started {
         handle,
@@ -464,6 +512,8 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         panel_thread: Some(panel_thread),
         panel_stop: stop,
         link,
+        readers_stop: readers.stop,
+        reader_threads: readers.threads,
     })
 }
 
@@ -530,6 +580,7 @@ fn panel_loop(
     tx: mpsc::Sender<Request>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     initial_door: bool,
+    present: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut last_door = initial_door;
     let mut last_presence = false;
@@ -577,6 +628,7 @@ fn panel_loop(
         if let Ok(p) = presence.is_present() {
             if p != last_presence {
                 last_presence = p;
+                present.store(p, std::sync::atomic::Ordering::Relaxed);
                 debug!(present = p, "presence");
             }
         }
@@ -645,12 +697,18 @@ impl Started {
             }
         }
         self.core.motor = None; // closes the motor queue
+        self.readers_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.panel_stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.rx.close();
-        let threads = [self.motor_thread.take(), self.panel_thread.take()];
+        let mut threads: Vec<JoinHandle<()>> = [self.motor_thread.take(), self.panel_thread.take()]
+            .into_iter()
+            .flatten()
+            .collect();
+        threads.append(&mut self.reader_threads);
         let _ = tokio::task::spawn_blocking(move || {
-            for t in threads.into_iter().flatten() {
+            for t in threads {
                 let _ = t.join();
             }
         })

@@ -178,6 +178,15 @@ impl Daemon {
             .expect("json")
     }
 
+    /// GET → HTTP status only.
+    pub fn get_status(&self, path: &str) -> u16 {
+        match ureq::get(&self.url(path)).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
     /// POST JSON → (status, JSON body), errors included.
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         answer(ureq::post(&self.url(path)).send_json(body))

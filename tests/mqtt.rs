@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 pub(crate) const ROOT: &str = "vend/v1/test-site/test-kiosk";
-const SECRET_HEX: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75e";
+pub(crate) const SECRET_HEX: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75e";
 
 pub(crate) fn config(broker_port: u16, extra: &str) -> String {
     let base = config_text(Faults::NONE, 100_000);
@@ -946,19 +946,19 @@ mod commands {
     }
 }
 
-mod online {
+pub(crate) mod online {
     use super::*;
     use crate::broker::publish_once;
     use std::sync::{Arc, Mutex};
     use vendd::report::authoriser::{serve, Accounts};
 
-    pub(super) struct Authoriser {
+    pub(crate) struct Authoriser {
         stop: tokio::sync::watch::Sender<bool>,
         thread: Option<std::thread::JoinHandle<()>>,
     }
 
     impl Authoriser {
-        pub(super) fn start(broker: &Mosquitto, accounts: Arc<Mutex<Accounts>>) -> Authoriser {
+        pub(crate) fn start(broker: &Mosquitto, accounts: Arc<Mutex<Accounts>>) -> Authoriser {
             let mut options = broker.client_options("authoriser-test");
             options.set_client_id("authoriser-test".into());
             let (stop, rx) = tokio::sync::watch::channel(false);
@@ -986,7 +986,7 @@ mod online {
         }
     }
 
-    pub(super) fn wait_balance(accounts: &Arc<Mutex<Accounts>>, token: &str, want: i64) {
+    pub(crate) fn wait_balance(accounts: &Arc<Mutex<Accounts>>, token: &str, want: i64) {
         let t = Instant::now();
         loop {
             let b = accounts.lock().unwrap().balance(token);

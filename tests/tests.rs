@@ -9,5 +9,6 @@ mod e2e;
 mod emvco;
 mod mqtt;
 mod mqtt_session;
+mod payments;
 mod systemd;
 mod vendctl_mqtt;

@@ -177,6 +177,11 @@ impl Controller {
         self.phase
     }
 
+    /// The payment method being authorised (while authorising).
+    pub fn pending_method(&self) -> Option<PaymentMethod> {
+        self.pending.as_ref().map(|p| p.method)
+    }
+
     /// Current cart (slot, quantity).
     pub fn cart(&self) -> &[(SlotId, u32)] {
         &self.cart

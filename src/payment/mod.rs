@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod emvco;
+pub mod paycode;
 
 pub use emvco::{
     dynamic_payload, parse, session_reference, EmvError, Field, MerchantConfig, Payload,

@@ -10,6 +10,12 @@
 //!   approval, debits the account named by the credential hash), each idempotency key once;
 //! - `payments/refund` → it credits the account whose capture the refund names (by
 //!   `auth_ref`), each idempotency key once.
+//!
+//! Dynamic merchant QR (`"method": "merchant-qr"`, the credential is the session reference
+//! shown in tag 62): the request is held until the payment provider reports the code paid
+//! on [`PSP_PAID_TOPIC`] (`{"reference","terminal","amount","currency","txid"}`), then
+//! approved when reference, terminal, amount and currency all match, declined otherwise.
+//! A notification nobody waits for is logged (a real back end would refund it).
 
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
@@ -39,6 +45,16 @@ struct AccountsFile {
     account: Vec<Account>,
 }
 
+/// Where the payment provider (or `vendctl pay-qr`, playing the shopper's phone) reports
+/// a merchant QR code paid.
+pub const PSP_PAID_TOPIC: &str = "vendpsp/v1/paid";
+
+/// A merchant-QR request waiting for its payment.
+#[derive(Debug, Clone)]
+struct QrWait {
+    request: Value,
+}
+
 #[derive(Debug, Clone)]
 struct Hold {
     credential: String,
@@ -54,6 +70,8 @@ pub struct Accounts {
     /// Account of every authorisation that captured money, for refunds.
     settled: BTreeMap<String, String>,
     next_ref: u64,
+    /// Merchant-QR requests by reference.
+    qr_waiting: BTreeMap<String, QrWait>,
 }
 
 impl Accounts {
@@ -83,7 +101,67 @@ impl Accounts {
             .sum()
     }
 
-    /// Decides an `auth/request`; returns the response payload.
+    /// Handles an `auth/request`: the response payload, or None for a merchant-QR request,
+    /// which waits for [`Accounts::qr_paid`].
+    pub fn request(&mut self, req: &Value) -> Option<Value> {
+        if req["method"] == "merchant-qr" {
+            if let Some(reference) = req["credential"].as_str().filter(|r| !r.is_empty()) {
+                self.qr_waiting.insert(
+                    reference.to_string(),
+                    QrWait {
+                        request: req.clone(),
+                    },
+                );
+                return None;
+            }
+        }
+        Some(self.decide(req))
+    }
+
+    /// Is a merchant-QR request with this reference waiting for its payment?
+    pub fn qr_waiting(&self, reference: &str) -> bool {
+        self.qr_waiting.contains_key(reference)
+    }
+
+    /// A payment provider's notification that a merchant QR code was paid: the request it
+    /// answers and the answer, or None when no request waits for that reference.
+    pub fn qr_paid(&mut self, note: &Value) -> Option<(Value, Value)> {
+        let reference = note["reference"].as_str()?;
+        let wait = self.qr_waiting.remove(reference)?;
+        let req = wait.request;
+        let id = req["id"].as_str().unwrap_or_default();
+        let amount = req["amount"].as_i64().unwrap_or(-1);
+        let terminal_ok = note["terminal"].is_null() || note["terminal"] == req["machine"];
+        let ok = terminal_ok
+            && note["amount"].as_i64() == Some(amount)
+            && note["currency"] == req["currency"];
+        let txid = note["txid"].as_str().unwrap_or("psp");
+        let auth_ref = if ok {
+            self.next_ref += 1;
+            let r = format!("qr-{}-{txid}", self.next_ref);
+            self.holds.insert(
+                r.clone(),
+                Hold {
+                    credential: format!("merchant_qr:{reference}"),
+                    amount,
+                },
+            );
+            info!(%reference, amount, auth_ref = %r, "merchant QR paid");
+            r
+        } else {
+            warn!(%reference, "a merchant QR payment that does not match its request");
+            String::new()
+        };
+        let reason = if ok {
+            "paid"
+        } else {
+            "the payment does not match the code shown"
+        };
+        let answer = json!({"v": 1, "id": id, "sid": req["sid"], "approved": ok, "amount": amount, "auth_ref": auth_ref, "reason": reason});
+        Some((req, answer))
+    }
+
+    /// Decides an `auth/request` for an account credential; returns the response payload.
     pub fn decide(&mut self, req: &Value) -> Value {
         let id = req["id"].as_str().unwrap_or_default();
         let sid = req["sid"].as_u64();
@@ -183,6 +261,7 @@ pub async fn serve(
     let subs = [
         format!("{root_filter}/auth/request"),
         format!("{root_filter}/payments/+"),
+        PSP_PAID_TOPIC.to_string(),
     ];
     loop {
         tokio::select! {
@@ -196,9 +275,19 @@ pub async fn serve(
                     let topic = String::from_utf8_lossy(&p.topic).into_owned();
                     let Ok(v) = serde_json::from_slice::<Value>(&p.payload) else { continue };
                     if topic.ends_with("/auth/request") {
-                        let answer = accounts.lock().expect("accounts").decide(&v);
-                        if let Some(reply_to) = v["reply_to"].as_str() {
+                        let answer = accounts.lock().expect("accounts").request(&v);
+                        if let (Some(answer), Some(reply_to)) = (answer, v["reply_to"].as_str()) {
                             let _ = client.try_publish(reply_to, QoS::AtLeastOnce, false, answer.to_string());
+                        }
+                    } else if topic == PSP_PAID_TOPIC {
+                        let paid = accounts.lock().expect("accounts").qr_paid(&v);
+                        match paid {
+                            Some((req, answer)) => {
+                                if let Some(reply_to) = req["reply_to"].as_str() {
+                                    let _ = client.try_publish(reply_to, QoS::AtLeastOnce, false, answer.to_string());
+                                }
+                            }
+                            None => warn!("a merchant QR payment for no waiting request (refund it)"),
                         }
                     } else if let Some(kind) = topic.rsplit('/').next().filter(|_| topic.contains("/payments/")) {
                         accounts.lock().expect("accounts").settle(kind, &v);

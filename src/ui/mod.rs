@@ -3,6 +3,7 @@
 //! The routes are documented in the README ("HTTP API").
 
 pub mod error;
+mod pay;
 pub mod view;
 
 use crate::core::{Input, PaymentMethod, SlotId};
@@ -27,6 +28,8 @@ use tokio_stream::StreamExt;
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
+/// Largest image the sim API holds up to the camera (base64 in JSON).
+const SIM_IMAGE_LIMIT: usize = 8 * 1024 * 1024;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -47,14 +50,25 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/service/price", post(service_price))
         .route("/api/service/enable", post(service_enable))
         .route("/api/service/clear-fault", post(service_clear_fault))
-        .route("/api/service/counters", get(counters));
+        .route("/api/service/counters", get(counters))
+        .route("/api/pay/qr", post(pay::start_qr).get(pay::get_qr))
+        .route("/api/pay/qr.png", get(pay::get_qr_png))
+        .route("/api/readers", get(pay::readers));
     if handle.sim.is_some() {
         r = r
             .route("/sim/credential", post(sim_credential))
             .route("/sim/fault", post(sim_fault))
             .route("/sim/door", post(sim_door))
             .route("/sim/stock", post(sim_stock))
-            .route("/sim/state", get(sim_state));
+            .route("/sim/state", get(sim_state))
+            .route("/sim/nfc/tap", post(pay::sim_tap))
+            .route("/sim/nfc/remove", post(pay::sim_remove))
+            .route("/sim/nfc/fault", post(pay::sim_nfc_fault))
+            .route(
+                "/sim/camera/show",
+                post(pay::sim_show).layer(DefaultBodyLimit::max(SIM_IMAGE_LIMIT)),
+            )
+            .route("/sim/camera/clear", post(pay::sim_clear));
     }
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

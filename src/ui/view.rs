@@ -47,6 +47,8 @@ pub struct SessionView {
     pub receipt: Option<Receipt>,
     /// The last decline in this session.
     pub last_decline: Option<DeclineReason>,
+    /// The method being authorised (`merchant_qr`: the dynamic QR is on screen).
+    pub paying_by: Option<crate::core::PaymentMethod>,
     /// Link to the authoriser up?
     pub online: bool,
     /// Service door open?
@@ -195,6 +197,7 @@ pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
         warned: ctl.warned(),
         receipt: ctl.receipt().cloned(),
         last_decline: ctl.last_decline().cloned(),
+        paying_by: ctl.pending_method(),
         online: ctl.online(),
         door_open: st.door_open,
         journal_seq,

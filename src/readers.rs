@@ -1,0 +1,301 @@
+//! The payment readers as threads beside the core: the PN532 NFC reader and the camera
+//! with its QR decoder. Each turns what it sees into a keyed-hash credential and sends an
+//! [`Input`] to the core queue; neither ever passes on, logs or keeps a raw UID or code.
+
+use crate::camera::scan::{run_capture, CameraHealth, CameraStats};
+use crate::camera::{self, SimScene, SourceKind};
+use crate::config::{CodesConfig, NfcConfig, NfcReader};
+use crate::core::{Input, PaymentMethod, Phase, SessionId};
+use crate::nfc::reader::{run_reader, CardEvent, DriverConfig, Pn532, ReaderHealth};
+use crate::nfc::rpi::{I2cTransport, SpiTransport, UartTransport};
+use crate::nfc::sim::{SimPn532, SimReaderHandle};
+use crate::nfc::transport::Transport;
+use crate::payment::paycode::Scanned;
+use crate::qr::{Collapse, QrConfig, QrDecoder};
+use crate::runtime::{now_ms, Request};
+use crate::ui::view::Snapshot;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+/// Counters of what the camera read (never the content).
+#[derive(Debug, Default)]
+pub struct ScanCounters {
+    /// Pay codes matched.
+    pub paycodes: AtomicU64,
+    /// Merchant codes held up to the camera.
+    pub merchant_codes: AtomicU64,
+    /// Codes that match no pattern.
+    pub unrecognised: AtomicU64,
+    /// Repeats collapsed.
+    pub repeats: AtomicU64,
+}
+
+/// The readers' state for the service page, health and `doctor`.
+#[derive(Clone, Default)]
+pub struct ReadersStatus {
+    /// NFC reader health (None: no reader configured).
+    pub nfc: Option<Arc<Mutex<ReaderHealth>>>,
+    /// Camera counters (None: no camera).
+    pub camera: Option<Arc<CameraStats>>,
+    /// Scan counters.
+    pub scans: Arc<ScanCounters>,
+}
+
+/// JSON form of [`ReadersStatus`].
+#[derive(Debug, Serialize)]
+pub struct ReadersReport {
+    /// NFC reader.
+    pub nfc: Option<ReaderHealth>,
+    /// Camera.
+    pub camera: Option<CameraHealth>,
+    /// Codes read: pay codes, merchant codes, unrecognised, repeats collapsed.
+    pub codes: [u64; 4],
+}
+
+impl ReadersStatus {
+    /// A snapshot for JSON.
+    pub fn report(&self) -> ReadersReport {
+        let s = &self.scans;
+        ReadersReport {
+            nfc: self
+                .nfc
+                .as_ref()
+                .map(|h| h.lock().expect("nfc health").clone()),
+            camera: self.camera.as_ref().map(|c| c.health()),
+            codes: [
+                s.paycodes.load(Ordering::Relaxed),
+                s.merchant_codes.load(Ordering::Relaxed),
+                s.unrecognised.load(Ordering::Relaxed),
+                s.repeats.load(Ordering::Relaxed),
+            ],
+        }
+    }
+}
+
+/// What was started.
+pub struct Readers {
+    /// The simulated NFC reader's handle (simulate mode).
+    pub nfc_sim: Option<SimReaderHandle>,
+    /// The simulated camera's scene (simulate mode with `camera.source = "sim"`).
+    pub scene: Option<SimScene>,
+    /// Status for the API.
+    pub status: ReadersStatus,
+    /// Set by the panel thread when the presence sensor sees somebody.
+    pub present: Arc<AtomicBool>,
+    /// Stops the threads.
+    pub stop: Arc<AtomicBool>,
+    /// The threads.
+    pub threads: Vec<JoinHandle<()>>,
+}
+
+/// Everything the reader threads need from the daemon.
+pub struct ReaderDeps {
+    /// Core queue.
+    pub tx: mpsc::Sender<Request>,
+    /// Latest snapshot (the camera scans only while a payment is awaited).
+    pub snapshot: watch::Receiver<Snapshot>,
+    /// Device secret for tokens.
+    pub secret: Arc<Vec<u8>>,
+    /// Simulate mode (real readers are replaced by simulated ones).
+    pub simulate: bool,
+    /// Seed for the simulated camera's noise.
+    pub seed: u64,
+    /// Set by the panel thread while the presence sensor sees somebody.
+    pub present: Arc<AtomicBool>,
+}
+
+/// Starts the NFC and camera threads the configuration asks for. A reader that cannot be
+/// opened is reported (health not ok) and retried by its own loop; it never stops the
+/// daemon: the shopper can still pay another way.
+pub fn start(nfc: &NfcConfig, codes: &CodesConfig, deps: ReaderDeps) -> Readers {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut r = Readers {
+        nfc_sim: None,
+        scene: None,
+        status: ReadersStatus::default(),
+        present: deps.present.clone(),
+        stop: stop.clone(),
+        threads: Vec::new(),
+    };
+    start_nfc(nfc, &deps, &mut r);
+    start_camera(codes, &deps, &mut r);
+    r
+}
+
+fn start_nfc(cfg: &NfcConfig, deps: &ReaderDeps, r: &mut Readers) {
+    let transport: Box<dyn Transport + Send> = match (&cfg.reader, deps.simulate) {
+        (NfcReader::None, _) => return,
+        (NfcReader::Sim, _) | (_, true) => {
+            let (sim, handle) = SimPn532::new(true);
+            r.nfc_sim = Some(handle);
+            Box::new(sim)
+        }
+        (
+            NfcReader::Spi {
+                bus,
+                slave_select,
+                clock_hz,
+            },
+            false,
+        ) => match SpiTransport::new(*bus, *slave_select, *clock_hz, cfg.pins) {
+            Ok(t) => Box::new(t),
+            Err(e) => return nfc_unavailable(r, &e.to_string()),
+        },
+        (NfcReader::I2c { bus }, false) => match I2cTransport::new(*bus, cfg.pins) {
+            Ok(t) => Box::new(t),
+            Err(e) => return nfc_unavailable(r, &e.to_string()),
+        },
+        (NfcReader::Uart { path }, false) => match UartTransport::new(path, cfg.pins) {
+            Ok(t) => Box::new(t),
+            Err(e) => return nfc_unavailable(r, &e.to_string()),
+        },
+    };
+    let health = Arc::new(Mutex::new(ReaderHealth::default()));
+    r.status.nfc = Some(health.clone());
+    let pn532 = Pn532::new(transport, DriverConfig::default());
+    let poll = cfg.poll.clone();
+    let secret = deps.secret.clone();
+    let stop = r.stop.clone();
+    let tx = deps.tx.clone();
+    let t = std::thread::Builder::new()
+        .name("nfc".into())
+        .spawn(move || {
+            run_reader(pn532, poll, &secret, &stop, |ev| match ev {
+                CardEvent::Arrived { token } => {
+                    debug!("nfc: card arrived");
+                    let input = Input::Credential {
+                        method: PaymentMethod::Card,
+                        credential: token,
+                    };
+                    if tx.blocking_send(Request { input, reply: None }).is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                CardEvent::Left => debug!("nfc: card left"),
+                CardEvent::Health(h) => {
+                    if h.wedged {
+                        warn!(
+                            resets = h.resets,
+                            "nfc: the reader is not answering; resetting it"
+                        );
+                    }
+                    *health.lock().expect("nfc health") = h;
+                }
+            });
+        })
+        .expect("spawn nfc thread");
+    r.threads.push(t);
+}
+
+fn nfc_unavailable(r: &mut Readers, why: &str) {
+    error!(
+        cause = why,
+        "nfc: the reader cannot be opened; cards are not offered"
+    );
+    r.status.nfc = Some(Arc::new(Mutex::new(ReaderHealth {
+        ok: false,
+        wedged: true,
+        ..ReaderHealth::default()
+    })));
+}
+
+/// Is the core waiting for a card, code or face? (The camera decodes only then.)
+fn awaiting_payment(snap: &watch::Receiver<Snapshot>) -> Option<SessionId> {
+    let s = snap.borrow();
+    (s.session.phase == Phase::AwaitingCredential.name())
+        .then_some(s.session.sid)
+        .flatten()
+}
+
+fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
+    let mut cam = cfg.camera.clone();
+    if deps.simulate && !matches!(cam.source, SourceKind::Replay(_) | SourceKind::None) {
+        cam.source = SourceKind::Sim;
+    }
+    if cam.source == SourceKind::None {
+        return;
+    }
+    let scene = SimScene::default();
+    if cam.source == SourceKind::Sim {
+        r.scene = Some(scene.clone());
+    }
+    let stats = Arc::new(CameraStats::default());
+    r.status.camera = Some(stats.clone());
+    let scans = r.status.scans.clone();
+    let (stop, present, snap, tx, secret, seed) = (
+        r.stop.clone(),
+        r.present.clone(),
+        deps.snapshot.clone(),
+        deps.tx.clone(),
+        deps.secret.clone(),
+        deps.seed,
+    );
+    let rules = cfg.paycodes.clone();
+    let repeat_ms = cfg.repeat_ms;
+    let t = std::thread::Builder::new()
+        .name("camera".into())
+        .spawn(move || {
+            let source = loop {
+                match camera::open_source(&cam, &scene, seed) {
+                    Ok(Some(s)) => break s,
+                    Ok(None) => return,
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        warn!(cause = %e, "camera: cannot open; retrying in 10 s");
+                        for _ in 0..200 {
+                            if stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                    }
+                }
+            };
+            info!("camera: delivering frames");
+            let mut decoder = QrDecoder::new(QrConfig::default());
+            let mut collapse = Collapse::new(repeat_ms);
+            let mut session: Option<SessionId> = None;
+            let wanted = || awaiting_payment(&snap).is_some();
+            run_capture(source, &cam, &present, wanted, &stop, &stats, |frame| {
+                // A new session forgets the codes read in the last one.
+                let sid = awaiting_payment(&snap);
+                if sid != session {
+                    session = sid;
+                    collapse = Collapse::new(repeat_ms);
+                }
+                for d in decoder.decode(frame) {
+                    if !collapse.accept(now_ms(), &d.bytes) {
+                        scans.repeats.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let input = match rules.classify(&secret, &d.bytes) {
+                        Scanned::PayCode { pattern, token } => {
+                            debug!(%pattern, "camera: pay code read");
+                            scans.paycodes.fetch_add(1, Ordering::Relaxed);
+                            Input::Credential {
+                                method: PaymentMethod::PayCode,
+                                credential: token,
+                            }
+                        }
+                        Scanned::MerchantCode => {
+                            scans.merchant_codes.fetch_add(1, Ordering::Relaxed);
+                            Input::UnrecognisedCode
+                        }
+                        Scanned::Unrecognised => {
+                            scans.unrecognised.fetch_add(1, Ordering::Relaxed);
+                            Input::UnrecognisedCode
+                        }
+                    };
+                    if tx.blocking_send(Request { input, reply: None }).is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        })
+        .expect("spawn camera thread");
+    r.threads.push(t);
+}
