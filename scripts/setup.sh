@@ -4,6 +4,7 @@
 #   scripts/setup.sh run    build and run the simulated kiosk (embedded default config)
 #   scripts/setup.sh test   format and lint checks, then the whole test suite
 #   scripts/setup.sh deps   only install the dependencies
+#   scripts/setup.sh bench-qr  our QR decoder vs zxing-cpp (PyPI) on ../shared/data/qr
 #
 # Works on Debian 12 and Raspberry Pi OS (Bookworm). Needs a Rust toolchain >= 1.91 (rustup;
 # Debian's rustc is too old for the crates used). Runs apt-get as root, or through sudo.
@@ -13,10 +14,11 @@ cd "$(dirname "$0")/.."
 mode="${1:-test}"
 shift || true
 
-# System packages: a C toolchain (sqlite in the benchmark's reference, ring), pkg-config,
+# System packages: a C toolchain (sqlite in the benchmark's reference, ring, mozjpeg),
+# pkg-config, libclang-dev (nokhwa's V4L2 bindings run bindgen), nasm (mozjpeg's SIMD),
 # systemd-analyze for the unit-file test, and Mosquitto + openssl for the MQTT tests (each
 # test starts its own broker on a free loopback port; the packaged service is not used).
-APT_PACKAGES=(build-essential pkg-config systemd mosquitto mosquitto-clients openssl)
+APT_PACKAGES=(build-essential pkg-config libclang-dev nasm systemd mosquitto mosquitto-clients openssl)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -51,8 +53,13 @@ case "$mode" in
     cargo clippy --all-targets --locked -- -D warnings
     cargo test --all-targets --locked "$@"
     ;;
+  bench-qr)
+    # Our QR decoder against zxing-cpp on the same frames (needs ../shared/data/qr).
+    python3 -m pip install --quiet "zxing-cpp==3.1.1" "pillow==13.0.0"
+    exec python3 benches/qr_compare.py "$@"
+    ;;
   *)
-    echo "usage: scripts/setup.sh run|test|deps" >&2
+    echo "usage: scripts/setup.sh run|test|deps|bench-qr" >&2
     exit 2
     ;;
 esac

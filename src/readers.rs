@@ -203,12 +203,19 @@ fn nfc_unavailable(r: &mut Readers, why: &str) {
     })));
 }
 
-/// Is the core waiting for a card, code or face? (The camera decodes only then.)
-fn awaiting_payment(snap: &watch::Receiver<Snapshot>) -> Option<SessionId> {
+/// The session whose payment the camera watches for, and whether a code would be taken now
+/// (awaiting a credential) or only watched (authorising: a code still held up must not be
+/// taken again as soon as an answer comes back — it counts as one read until it has been
+/// out of view for `repeat_ms`).
+fn payment_watch(snap: &watch::Receiver<Snapshot>) -> Option<(SessionId, bool)> {
     let s = snap.borrow();
-    (s.session.phase == Phase::AwaitingCredential.name())
-        .then_some(s.session.sid)
-        .flatten()
+    let phase = s.session.phase;
+    let awaiting = phase == Phase::AwaitingCredential.name();
+    if awaiting || phase == Phase::Authorising.name() {
+        s.session.sid.map(|sid| (sid, awaiting))
+    } else {
+        None
+    }
 }
 
 fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
@@ -259,17 +266,23 @@ fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
             let mut decoder = QrDecoder::new(QrConfig::default());
             let mut collapse = Collapse::new(repeat_ms);
             let mut session: Option<SessionId> = None;
-            let wanted = || awaiting_payment(&snap).is_some();
+            let wanted = || payment_watch(&snap).is_some();
             run_capture(source, &cam, &present, wanted, &stop, &stats, |frame| {
+                let Some((sid, awaiting)) = payment_watch(&snap) else {
+                    return;
+                };
                 // A new session forgets the codes read in the last one.
-                let sid = awaiting_payment(&snap);
-                if sid != session {
-                    session = sid;
+                if Some(sid) != session {
+                    session = Some(sid);
                     collapse = Collapse::new(repeat_ms);
                 }
                 for d in decoder.decode(frame) {
                     if !collapse.accept(now_ms(), &d.bytes) {
                         scans.repeats.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if !awaiting {
+                        // Seen while an answer is pending: remembered, not taken.
                         continue;
                     }
                     let input = match rules.classify(&secret, &d.bytes) {

@@ -145,6 +145,16 @@ fn a_jammed_reader_is_reset_and_cards_work_again() {
     let cfg = write_config(tmp.path(), &offline_config(""));
     let state = tmp.path().join("state");
     let d = Daemon::start(&cfg, &state, 6);
+    // Once the reader is up (its first initialisation resets the chip, which would clear
+    // a wedge injected before it), it stops answering.
+    let t = std::time::Instant::now();
+    while d.get("/api/readers")["nfc"]["ok"] != true {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "reader never came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(d.post("/sim/nfc/fault", json!({"fault": "wedge"})).0, 200);
     // The poller notices (K link failures) and resets the reader through its reset pin.
     let t = std::time::Instant::now();
@@ -233,6 +243,11 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
     wait_balance(&accounts, &code_token, 1000 - 160);
     let r = d.get("/api/readers");
     assert!(r["codes"][0].as_u64().unwrap() >= 1, "{r}");
+    // The shopper puts the phone away (the replayed frame becomes an empty scene).
+    GrayImage::from_pixel(640, 480, Luma([90]))
+        .save(frames.join("1-phone.png"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
 
     // 2. Dynamic QR: the kiosk shows an EMVCo code; the shopper's phone scans it (our own
     // decoder reads the PNG the API serves) and the payment provider reports it paid.
@@ -262,8 +277,8 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
     assert_eq!(reference, format!("test-kiosk-{sid2}"));
     // A payment for the wrong amount is refused by the authoriser...
     let paid = |amount: i64| json!({"reference": reference, "terminal": p.terminal_label(), "amount": amount, "currency": "EUR", "txid": format!("tx{amount}")});
-    let pay = |amount: i64| {
-        // The phone pays once the authoriser holds the machine's request.
+    // The phone pays once the authoriser holds the machine's request.
+    let request_held = || {
         let t = std::time::Instant::now();
         while !accounts.lock().unwrap().qr_waiting(&reference) {
             assert!(
@@ -272,21 +287,41 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        publish_once(
-            &broker,
-            PSP_PAID_TOPIC,
-            paid(amount).to_string().as_bytes(),
-            false,
-        );
     };
-    pay(100);
+    request_held();
+    publish_once(
+        &broker,
+        PSP_PAID_TOPIC,
+        paid(100).to_string().as_bytes(),
+        false,
+    );
     let s = d.wait_session(Duration::from_secs(10), |s| !s["last_decline"].is_null());
     assert_eq!(s["last_decline"]["kind"], "authoriser", "{s}");
     assert_eq!(s["phase"], "awaiting_credential");
     // ...the shopper asks for the code again and pays it right.
     let (st, b) = d.post("/api/pay/qr", json!({}));
     assert_eq!(st, 200, "{b}");
-    pay(270);
+    // This time `vendctl pay-qr` plays the phone: it reads the kiosk's PNG and pays it.
+    request_held();
+    let png_path = tmp.path().join("shown.png");
+    std::fs::write(&png_path, &bytes).unwrap();
+    let out = std::process::Command::new(bin("vendctl"))
+        .args([
+            "pay-qr",
+            "--broker",
+            &format!("127.0.0.1:{}", broker.port()),
+            "--image",
+        ])
+        .arg(&png_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("paid 2.70 EUR for test-kiosk-"), "{stdout}");
     let s = receipt(&d);
     assert_eq!(s["receipt"]["charged"], 270, "{s}");
     // After the session the code is gone.

@@ -10,5 +10,6 @@ mod emvco;
 mod mqtt;
 mod mqtt_session;
 mod payments;
+mod qr_corpus;
 mod systemd;
 mod vendctl_mqtt;

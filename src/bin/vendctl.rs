@@ -26,6 +26,8 @@ mod journal;
 mod keygen;
 #[path = "vendctl/monitor.rs"]
 mod monitor;
+#[path = "vendctl/payqr.rs"]
+mod payqr;
 
 #[derive(Parser)]
 #[command(name = "vendctl", version, about = "Operator CLI for vendd")]
@@ -61,6 +63,9 @@ enum Command {
     Authorise(authorise::AuthoriseArgs),
     /// Print the credential hash (for accounts files and deny lists).
     Token(authorise::TokenArgs),
+    /// Pay a dynamic merchant QR as the shopper's phone would (for trials with the
+    /// reference authoriser).
+    PayQr(payqr::PayQrArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,5 +87,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Monitor(a) => monitor::run(a),
         Command::Authorise(a) => authorise::run(a),
         Command::Token(a) => authorise::token(&a),
+        Command::PayQr(a) => payqr::run(a),
     }
 }

@@ -102,7 +102,7 @@ pub fn run_capture(
             Err(e) => {
                 let n = stats.errors.fetch_add(1, Ordering::Relaxed);
                 stats.ok.store(false, Ordering::Relaxed);
-                if n < 5 || n % 100 == 0 {
+                if n < 5 || n.is_multiple_of(100) {
                     warn!(error = %e, "camera: no frame; retrying");
                 }
                 sleep_unless_stopped(backoff, stop);

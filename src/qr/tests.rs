@@ -361,3 +361,14 @@ fn slow_passes_can_be_thinned_or_dropped() {
     let got = fast.decode(&on_canvas(&code, 640, 480, 200, 100));
     assert_eq!(got.len(), 1);
 }
+
+#[test]
+fn decoded_debug_does_not_show_the_payload() {
+    let d = Decoded {
+        bytes: PAYCODE.as_bytes().to_vec(),
+        text: Some(PAYCODE.to_string()),
+    };
+    let shown = format!("{d:?}");
+    assert!(!shown.contains(PAYCODE), "{shown}");
+    assert!(shown.contains("18 bytes"), "{shown}");
+}

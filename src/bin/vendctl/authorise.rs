@@ -62,7 +62,10 @@ pub(crate) struct TokenArgs {
     /// The machine's device secret (hex), as in its `security.device_secret`.
     #[arg(long)]
     secret_hex: String,
-    /// Credential kind: test-card, card, pay-code, merchant-qr or face.
+    /// Credential kind, as the machine's readers hash it: `nfc-uid` (id = the card's UID in
+    /// hex), `nfc-ndef` (id = the NDEF text or URI token on the card), `paycode` (id = the
+    /// wallet code), `sim-card` (id = a simulated card's name, as `/sim/nfc/tap` takes it),
+    /// or a sim-API kind (`test-card`, `card`, `face`: the `kind` of `/sim/credential`).
     #[arg(long)]
     kind: String,
     /// The identifier as the reader sees it.
@@ -76,9 +79,25 @@ pub(crate) struct TokenArgs {
 /// A secret that is not hex.
 pub(crate) fn token(a: &TokenArgs) -> anyhow::Result<ExitCode> {
     let secret = hex::decode(&a.secret_hex).context("--secret-hex must be hex")?;
-    println!(
-        "{}",
-        vendd::token::credential_token(&secret, &a.kind, &a.id)
-    );
+    let token = match a.kind.as_str() {
+        "nfc-uid" => {
+            let uid = hex::decode(&a.id).context("an nfc-uid id is the UID in hex")?;
+            if !matches!(uid.len(), 4 | 7 | 10) {
+                anyhow::bail!("a UID is 4, 7 or 10 bytes, not {}", uid.len());
+            }
+            vendd::token::credential_token(&secret, "nfc-uid", &hex::encode(uid))
+        }
+        "sim-card" => vendd::nfc::sim::SimCard::from_id(&a.id, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .token(&secret),
+        "paycode" => vendd::token::credential_token(&secret, "paycode", a.id.trim()),
+        "nfc-ndef" | "test-card" | "card" | "face" | "pay-code" | "merchant-qr" => {
+            vendd::token::credential_token(&secret, &a.kind, &a.id)
+        }
+        other => anyhow::bail!(
+            "unknown kind `{other}`: use nfc-uid, nfc-ndef, paycode, sim-card, test-card, card or face"
+        ),
+    };
+    println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
