@@ -208,8 +208,12 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
     let everything = Subscriber::start(&broker, "payments-spy", "#", false);
     let secret = hex::decode(SECRET_HEX).unwrap();
     let code_token = vendd::token::credential_token(&secret, "paycode", PAYCODE);
+    let card_token = vendd::nfc::sim::SimCard::from_id("alice", None)
+        .unwrap()
+        .token(&secret);
     let accounts = Accounts::from_toml(&format!(
-        "[[account]]\ncredential = \"{code_token}\"\nname = \"wallet\"\nbalance = 1000\n"
+        "[[account]]\ncredential = \"{code_token}\"\nname = \"wallet\"\nbalance = 1000\n\
+         [[account]]\ncredential = \"{card_token}\"\nname = \"alice\"\nbalance = 500\n"
     ))
     .unwrap();
     let accounts = Arc::new(Mutex::new(accounts));
@@ -327,6 +331,14 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
     // After the session the code is gone.
     assert_eq!(d.get_status("/api/pay/qr.png"), 404);
 
+    // 3. A card, approved online: its UID must not leave the reader either.
+    let sid3 = checkout(&d, "B1");
+    tap(&d, "alice");
+    let s = receipt(&d);
+    assert_eq!(s["receipt"]["charged"], 210, "{s}");
+    remove(&d);
+    wait_balance(&accounts, &card_token, 500 - 210);
+
     wait_health(&d, "drained", |h| h["backlog"] == 0);
     d.terminate();
     let j = export(&state);
@@ -345,7 +357,8 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
         auths,
         [
             (sid1, "pay-code".to_string(), false),
-            (sid2, "merchant-qr".to_string(), false)
+            (sid2, "merchant-qr".to_string(), false),
+            (sid3, "card".to_string(), false)
         ]
     );
 
@@ -361,8 +374,10 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
         mqtt.contains(&code_token),
         "the token is what the authoriser sees"
     );
+    let uid = sim_uid_hex("alice");
     for (name, hay) in [("journal", &journal), ("log", &log), ("mqtt", &mqtt)] {
         assert!(!hay.contains(PAYCODE), "the raw pay code is in the {name}");
+        assert!(!hay.to_lowercase().contains(&uid), "the raw UID is in the {name}");
     }
 }
 
