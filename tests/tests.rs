@@ -7,6 +7,7 @@ mod core_props;
 mod crash;
 mod e2e;
 mod emvco;
+mod face_models;
 mod mqtt;
 mod mqtt_session;
 mod payments;
