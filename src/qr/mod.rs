@@ -318,18 +318,12 @@ impl QrDecoder {
     /// reads as empty. Work is bounded by the pass list, a cap on
     /// finder-pattern triples per pass and the time budget.
     pub fn decode(&mut self, frame: &GrayImage) -> Vec<Decoded> {
-        self.stats.frames += 1;
         let start = Instant::now();
         let budget = self.cfg.time_budget_ms.map(Duration::from_millis);
-        let (w, h) = (frame.width() as usize, frame.height() as usize);
         let mut out = Vec::new();
-        if w == 0 || h == 0 || frame.as_raw().len() < w * h {
+        if !self.begin_frame(frame) {
             return out;
         }
-        self.load(frame.as_raw(), w, h);
-        self.base_valid = false;
-        self.down_valid = false;
-        self.frame_patterns = 0;
         let mut passes = self.cfg.passes.clone();
         if !self.big_enough_to_halve() {
             // stable: full-resolution passes first, downscaled ones after
@@ -366,19 +360,28 @@ impl QrDecoder {
         out
     }
 
-    /// Runs only `pass` on `frame` (for measuring passes one by one); counts
-    /// as a frame in the stats like [`QrDecoder::decode`].
-    pub fn decode_with_pass(&mut self, frame: &GrayImage, pass: Pass) -> Vec<Decoded> {
+    /// Counts the frame and loads it as the base of this frame's passes; false for an
+    /// empty or short buffer (which reads as empty).
+    fn begin_frame(&mut self, frame: &GrayImage) -> bool {
         self.stats.frames += 1;
         let (w, h) = (frame.width() as usize, frame.height() as usize);
-        let mut out = Vec::new();
         if w == 0 || h == 0 || frame.as_raw().len() < w * h {
-            return out;
+            return false;
         }
         self.load(frame.as_raw(), w, h);
         self.base_valid = false;
         self.down_valid = false;
         self.frame_patterns = 0;
+        true
+    }
+
+    /// Runs only `pass` on `frame` (for measuring passes one by one); counts
+    /// as a frame in the stats like [`QrDecoder::decode`].
+    pub fn decode_with_pass(&mut self, frame: &GrayImage, pass: Pass) -> Vec<Decoded> {
+        let mut out = Vec::new();
+        if !self.begin_frame(frame) {
+            return out;
+        }
         self.stats.passes_run += 1;
         self.run_pass(pass, &mut out);
         if !out.is_empty() {
