@@ -375,6 +375,19 @@ impl QrDecoder {
         true
     }
 
+    /// Binarises the working image (a blurred or scaled copy of the frame) with the
+    /// zxing-style local threshold and looks for codes in it.
+    fn detect_work(&mut self, try_harder: bool, out: &mut Vec<Decoded>) {
+        binarize::local_threshold(
+            &self.work,
+            ZXING_RANGE,
+            false,
+            &mut self.points,
+            &mut self.bits,
+        );
+        self.detect_bits(try_harder, out);
+    }
+
     /// Runs only `pass` on `frame` (for measuring passes one by one); counts
     /// as a frame in the stats like [`QrDecoder::decode`].
     pub fn decode_with_pass(&mut self, frame: &GrayImage, pass: Pass) -> Vec<Decoded> {
@@ -473,14 +486,7 @@ impl QrDecoder {
             }
             Pass::Blur => {
                 binarize::blur3(&self.src, &mut self.tmp16, &mut self.work);
-                binarize::local_threshold(
-                    &self.work,
-                    ZXING_RANGE,
-                    false,
-                    &mut self.points,
-                    &mut self.bits,
-                );
-                self.detect_bits(try_harder, out);
+                self.detect_work(try_harder, out);
             }
             Pass::Up2 => {
                 // Upscaling a large frame costs 4× the pixels: only do it on
@@ -489,14 +495,7 @@ impl QrDecoder {
                     return;
                 }
                 binarize::upscale2(&self.src, &mut self.work);
-                binarize::local_threshold(
-                    &self.work,
-                    ZXING_RANGE,
-                    false,
-                    &mut self.points,
-                    &mut self.bits,
-                );
-                self.detect_bits(try_harder, out);
+                self.detect_work(try_harder, out);
             }
             Pass::Stretch => {
                 let (lo, hi) =
