@@ -1,16 +1,16 @@
-//! The camera: frames from V4L2 (nokhwa; MJPEG or YUYV decoded to grey), from a replay
+//! The camera: frames from V4L2 (nokhwa; MJPEG or YUYV decoded to RGB), from a replay
 //! source (a folder of images or an MJPEG stream file) or from the simulated scene the sim
 //! API draws; and the cheap frame-difference check that tells whether anybody is in front
 //! of the machine.
 //!
 //! Capture is blocking and runs on its own thread (see [`scan`]), never on the async
-//! runtime. Frames are grey (`image::GrayImage`): the QR decoder and the face detector both
-//! work on luminance.
+//! runtime. Frames are RGB (`image::RgbImage`, what the face models take); the capture loop
+//! derives the grey image the QR decoder and the movement check work on ([`luma`]).
 
 pub mod scan;
 
-use image::{GrayImage, Luma};
-use nokhwa::pixel_format::LumaFormat;
+use image::{GrayImage, Rgb, RgbImage};
+use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{
     CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution,
 };
@@ -99,16 +99,27 @@ impl Default for CameraConfig {
     }
 }
 
-/// A blocking source of grey frames.
+/// A blocking source of RGB frames.
 pub trait FrameSource: Send {
     /// The next frame; blocks at most about one frame time.
     ///
     /// # Errors
     /// [`CameraError`] when no frame can be had (the caller backs off and retries).
-    fn next_frame(&mut self) -> Result<GrayImage, CameraError>;
+    fn next_frame(&mut self) -> Result<RgbImage, CameraError>;
 }
 
-/// Decodes one raw camera buffer (as V4L2 delivers it) to grey, through nokhwa's own
+/// Luminance of an RGB frame (BT.601 weights in 8-bit fixed point: (77 R + 150 G + 29 B) / 256).
+pub fn luma(rgb: &RgbImage) -> GrayImage {
+    let (w, h) = rgb.dimensions();
+    let raw: Vec<u8> = rgb
+        .as_raw()
+        .chunks_exact(3)
+        .map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as u8)
+        .collect();
+    GrayImage::from_raw(w, h, raw).unwrap_or_else(|| GrayImage::new(w, h))
+}
+
+/// Decodes one raw camera buffer (as V4L2 delivers it) to RGB, through nokhwa's own
 /// decoder — the same path a live camera's frames take.
 ///
 /// # Errors
@@ -118,7 +129,7 @@ pub fn decode_raw(
     height: u32,
     bytes: &[u8],
     format: PixelFormat,
-) -> Result<GrayImage, CameraError> {
+) -> Result<RgbImage, CameraError> {
     if format == PixelFormat::Yuyv && bytes.len() != (width as usize) * (height as usize) * 2 {
         // nokhwa indexes YUYV buffers without checking their length.
         return Err(CameraError::Decode(format!(
@@ -128,11 +139,11 @@ pub fn decode_raw(
         )));
     }
     let buf = nokhwa::Buffer::new(Resolution::new(width, height), bytes, format.frame_format());
-    let img = std::panic::catch_unwind(|| buf.decode_image::<LumaFormat>())
+    let img = std::panic::catch_unwind(|| buf.decode_image::<RgbFormat>())
         .map_err(|_| CameraError::Decode("the decoder panicked on this frame".into()))?
         .map_err(|e| CameraError::Decode(e.to_string()))?;
     let (w, h) = img.dimensions();
-    GrayImage::from_raw(w, h, img.into_raw())
+    RgbImage::from_raw(w, h, img.into_raw())
         .ok_or_else(|| CameraError::Decode("decoded frame has the wrong size".into()))
 }
 
@@ -165,7 +176,7 @@ impl V4l2Source {
             )));
         }
         let want = CameraFormat::new(Resolution::new(width, height), format.frame_format(), fps);
-        let req = RequestedFormat::new::<LumaFormat>(RequestedFormatType::Closest(want));
+        let req = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(want));
         let mut cam = nokhwa::Camera::new(CameraIndex::Index(index), req)
             .map_err(|e| CameraError::Device(format!("{dev}: {e}")))?;
         cam.open_stream()
@@ -175,7 +186,7 @@ impl V4l2Source {
 }
 
 impl FrameSource for V4l2Source {
-    fn next_frame(&mut self) -> Result<GrayImage, CameraError> {
+    fn next_frame(&mut self) -> Result<RgbImage, CameraError> {
         let buf = self
             .cam
             .frame()
@@ -296,7 +307,7 @@ impl ReplaySource {
 }
 
 impl FrameSource for ReplaySource {
-    fn next_frame(&mut self) -> Result<GrayImage, CameraError> {
+    fn next_frame(&mut self) -> Result<RgbImage, CameraError> {
         let item = &self.items[self.next % self.items.len()];
         self.next = (self.next + 1) % self.items.len();
         let img = match item {
@@ -308,19 +319,19 @@ impl FrameSource for ReplaySource {
                     .map_err(|e| CameraError::Decode(e.to_string()))?
             }
         };
-        Ok(img.to_luma8())
+        Ok(img.to_rgb8())
     }
 }
 
 /// What the simulated camera sees: an empty scene, or an image held up to it.
 #[derive(Clone, Default)]
 pub struct SimScene {
-    inner: Arc<Mutex<Option<GrayImage>>>,
+    inner: Arc<Mutex<Option<RgbImage>>>,
 }
 
 impl SimScene {
     /// Holds an image up to the camera until [`SimScene::clear`].
-    pub fn show(&self, img: GrayImage) {
+    pub fn show(&self, img: RgbImage) {
         *self.inner.lock().expect("scene lock") = Some(img);
     }
 
@@ -335,7 +346,7 @@ impl SimScene {
     }
 }
 
-/// The simulated camera: a 640×480 view of a grey shop front with sensor noise, and
+/// The simulated camera: a 640×480 view of a dim shop front with sensor noise, and
 /// whatever the sim API holds up to it, placed in the middle.
 pub struct SimCamera {
     scene: SimScene,
@@ -366,10 +377,13 @@ impl SimCamera {
 }
 
 impl FrameSource for SimCamera {
-    fn next_frame(&mut self) -> Result<GrayImage, CameraError> {
+    fn next_frame(&mut self) -> Result<RgbImage, CameraError> {
         let shown = self.scene.inner.lock().expect("scene lock").clone();
         let (w, h) = (self.width, self.height);
-        let mut frame = GrayImage::from_fn(w, h, |x, y| Luma([90 + ((x + y) % 64) as u8]));
+        let mut frame = RgbImage::from_fn(w, h, |x, y| {
+            let v = 90 + ((x + y) % 64) as u8;
+            Rgb([v, v.saturating_add(6), v.saturating_sub(8)])
+        });
         if let Some(img) = shown {
             // Fit the shown image inside the frame (nearest-neighbour), centred.
             let scale = (w as f32 / img.width() as f32)
@@ -389,8 +403,10 @@ impl FrameSource for SimCamera {
             }
         }
         for p in frame.pixels_mut() {
-            let v = i16::from(p.0[0]) + self.noise() / 4;
-            p.0[0] = v.clamp(0, 255) as u8;
+            let n = self.noise() / 4;
+            for c in &mut p.0 {
+                *c = (i16::from(*c) + n).clamp(0, 255) as u8;
+            }
         }
         Ok(frame)
     }

@@ -2,8 +2,8 @@
 //! at the machine or a payment is awaited, a low rate otherwise) and hands frames to the
 //! consumer only when it wants them.
 
-use super::{Activity, CameraConfig, FrameSource};
-use image::GrayImage;
+use super::{luma, Activity, CameraConfig, FrameSource};
+use image::{GrayImage, RgbImage};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +53,15 @@ impl CameraStats {
     }
 }
 
+/// One captured frame: the camera's RGB picture and its luminance.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// As captured.
+    pub rgb: RgbImage,
+    /// Luminance (QR decoding, movement).
+    pub gray: GrayImage,
+}
+
 /// How long movement keeps the loop at full rate.
 const ACTIVITY_HOLD: Duration = Duration::from_secs(5);
 
@@ -79,7 +88,7 @@ pub fn run_capture(
     wanted: impl Fn() -> bool,
     stop: &AtomicBool,
     stats: &Arc<CameraStats>,
-    mut consume: impl FnMut(&GrayImage),
+    mut consume: impl FnMut(&Frame),
 ) {
     let mut activity = Activity::default();
     let mut last_movement: Option<Instant> = None;
@@ -87,11 +96,15 @@ pub fn run_capture(
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         match source.next_frame() {
-            Ok(frame) => {
+            Ok(rgb) => {
                 backoff = Duration::from_millis(500);
                 stats.frames.fetch_add(1, Ordering::Relaxed);
                 stats.ok.store(true, Ordering::Relaxed);
-                if activity.update(&frame) >= cfg.activity_threshold {
+                let frame = Frame {
+                    gray: luma(&rgb),
+                    rgb,
+                };
+                if activity.update(&frame.gray) >= cfg.activity_threshold {
                     last_movement = Some(Instant::now());
                 }
                 if wanted() {

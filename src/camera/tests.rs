@@ -1,5 +1,6 @@
 use super::scan::frame_interval;
 use super::*;
+use image::Luma;
 use std::time::Duration;
 
 fn scene(w: u32, h: u32) -> GrayImage {
@@ -34,7 +35,7 @@ fn mean_abs_diff(a: &GrayImage, b: &GrayImage) -> f64 {
 #[test]
 fn mjpeg_frames_decode_through_nokhwa_to_the_picture_they_hold() {
     let img = scene(160, 120);
-    let got = decode_raw(160, 120, &jpeg(&img), PixelFormat::Mjpeg).expect("decodes");
+    let got = luma(&decode_raw(160, 120, &jpeg(&img), PixelFormat::Mjpeg).expect("decodes"));
     assert_eq!(got.dimensions(), (160, 120));
     let d = mean_abs_diff(&img, &got);
     assert!(d < 3.0, "mean difference {d} grey levels");
@@ -49,7 +50,7 @@ fn yuyv_frames_decode_to_their_luma() {
         raw.push(p.0[0]);
         raw.push(128);
     }
-    let got = decode_raw(160, 120, &raw, PixelFormat::Yuyv).expect("decodes");
+    let got = luma(&decode_raw(160, 120, &raw, PixelFormat::Yuyv).expect("decodes"));
     assert_eq!(got.dimensions(), (160, 120));
     // BT.601 studio range maps Y 16..235 onto 0..255, so compare after that scaling.
     let expect = GrayImage::from_fn(160, 120, |x, y| {
@@ -86,9 +87,9 @@ fn an_mjpeg_stream_file_splits_into_its_frames_and_replays_in_a_loop() {
     std::fs::write(&path, &stream).expect("write");
     let mut src = ReplaySource::open(&path).expect("opens");
     assert_eq!(src.len(), 2);
-    let f1 = src.next_frame().expect("frame 1");
-    let f2 = src.next_frame().expect("frame 2");
-    let f3 = src.next_frame().expect("frame 3 = frame 1 again");
+    let f1 = luma(&src.next_frame().expect("frame 1"));
+    let f2 = luma(&src.next_frame().expect("frame 2"));
+    let f3 = luma(&src.next_frame().expect("frame 3 = frame 1 again"));
     assert!(mean_abs_diff(&f1, &a) < 3.0);
     assert!(mean_abs_diff(&f2, &b) < 3.0);
     assert_eq!(f1, f3);
@@ -121,16 +122,17 @@ fn movement_shows_in_the_frame_difference_and_sensor_noise_does_not() {
     let scene_ = SimScene::default();
     let mut cam = SimCamera::new(scene_.clone(), 320, 240, 7);
     let mut act = Activity::default();
-    assert_eq!(act.update(&cam.next_frame().expect("frame")), 0.0);
-    let still = act.update(&cam.next_frame().expect("frame"));
+    let mut next = || luma(&cam.next_frame().expect("frame"));
+    assert_eq!(act.update(&next()), 0.0);
+    let still = act.update(&next());
     assert!(still < 1.0, "noise alone moved {still}");
-    scene_.show(GrayImage::from_pixel(200, 200, Luma([250])));
-    let moved = act.update(&cam.next_frame().expect("frame"));
+    scene_.show(RgbImage::from_pixel(200, 200, Rgb([250, 240, 255])));
+    let moved = act.update(&next());
     assert!(
         moved > CameraConfig::default().activity_threshold,
         "{moved}"
     );
-    let settled = act.update(&cam.next_frame().expect("frame"));
+    let settled = act.update(&next());
     assert!(settled < 1.0, "{settled}");
 }
 
@@ -162,4 +164,19 @@ fn a_missing_v4l2_device_is_a_clear_error() {
         .err()
         .expect("no /dev/video97 here");
     assert!(err.to_string().contains("/dev/video97"), "{err}");
+}
+
+#[test]
+fn frames_keep_their_colour_and_luma_follows_bt601() {
+    let dir = tempfile::tempdir().expect("tmp");
+    RgbImage::from_pixel(4, 4, Rgb([200, 30, 10]))
+        .save(dir.path().join("red.png"))
+        .expect("save");
+    let mut src = ReplaySource::open(dir.path()).expect("opens");
+    let f = src.next_frame().expect("frame");
+    assert_eq!(f.get_pixel(1, 1).0, [200, 30, 10]);
+    // (77·200 + 150·30 + 29·10) / 256 = 78
+    assert_eq!(luma(&f).get_pixel(1, 1).0[0], 78);
+    let white = luma(&RgbImage::from_pixel(2, 2, Rgb([255, 255, 255])));
+    assert_eq!(white.get_pixel(0, 0).0[0], 255);
 }

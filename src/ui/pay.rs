@@ -248,7 +248,8 @@ pub(super) async fn sim_show(State(h): State<Handle>, ApiJson(b): ApiJson<SimSho
             if t.is_empty() || t.len() > 1000 {
                 return Err(bad("bad_code", "text must be 1 to 1000 characters"));
             }
-            crate::qr::render_qr(&t, 4).map_err(|e| bad("bad_code", e.to_string()))?
+            let code = crate::qr::render_qr(&t, 4).map_err(|e| bad("bad_code", e.to_string()))?;
+            image::DynamicImage::ImageLuma8(code).to_rgb8()
         }
         (None, Some(b64)) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -256,7 +257,7 @@ pub(super) async fn sim_show(State(h): State<Handle>, ApiJson(b): ApiJson<SimSho
                 .map_err(|_| bad("bad_image", "image_base64 is not base64"))?;
             image::load_from_memory(&bytes)
                 .map_err(|e| bad("bad_image", format!("not a PNG or JPEG image: {e}")))?
-                .to_luma8()
+                .to_rgb8()
         }
         _ => return Err(bad("bad_request", "give text or image_base64")),
     };
