@@ -402,7 +402,8 @@ impl Sim {
                 Command::Prompt(_)
                 | Command::Alert { .. }
                 | Command::Publish { .. }
-                | Command::Unlock { .. } => {}
+                | Command::Unlock { .. }
+                | Command::EraseFace { .. } => {}
             }
             self.stream.push(cmd);
         }
@@ -2640,4 +2641,98 @@ fn a_refund_is_bounded_by_the_capture_and_only_for_closed_sessions() {
     assert_eq!(ctl.state().counters.lifetime.refunds.value, 120);
     assert_eq!(&replay(&cat, &journal), ctl.state());
     assert!(verify(&journal).is_empty(), "{:?}", verify(&journal));
+}
+
+#[test]
+fn face_enrolment_and_erasure_are_journaled_and_a_face_pays_like_the_linked_account() {
+    use vendd::core::{EraseBy, FaceStep, HeadTurn};
+    let mut r = Rig::new(CoreConfig::default());
+    let enrol = |account: &str, proof| Input::FaceEnrolled {
+        account: account.into(),
+        masked_name: "A***e".into(),
+        captures: 3,
+        proof,
+    };
+    // Bad enrolments change nothing.
+    for (input, code) in [
+        (enrol("", PaymentMethod::Card), "bad_account"),
+        (enrol("acct", PaymentMethod::Face), "bad_proof"),
+        (
+            Input::FaceEnrolled {
+                account: "acct".into(),
+                masked_name: String::new(),
+                captures: 3,
+                proof: PaymentMethod::Card,
+            },
+            "bad_name",
+        ),
+        (
+            Input::FaceErased {
+                account: "acct".into(),
+                by: EraseBy::Shopper,
+            },
+            "not_enrolled",
+        ),
+    ] {
+        let before = r.ctl.state().clone();
+        assert_eq!(r.try_send(input).err().map(|e| e.code), Some(code));
+        assert_eq!(r.ctl.state(), &before);
+    }
+    r.send(enrol("acct", PaymentMethod::Card));
+    assert_eq!(
+        r.ctl.state().face_enrolled.get("acct").map(String::as_str),
+        Some("A***e")
+    );
+    // The face thread's progress is a prompt while payment is awaited, refused otherwise.
+    let step = FaceStep::Recognised {
+        masked_name: "A***e".into(),
+        turn: HeadTurn::Left,
+    };
+    assert_eq!(
+        r.try_send(Input::Face { step: step.clone() })
+            .err()
+            .map(|e| e.code),
+        Some("not_awaiting_payment")
+    );
+    r.add("A1", 1);
+    r.send(Input::Checkout);
+    let out = r.send(Input::Face { step });
+    assert!(out.iter().any(|c| matches!(
+        c,
+        Command::Prompt(Prompt::FaceTurnHead {
+            turn: HeadTurn::Left,
+            ..
+        })
+    )));
+    assert!(!out.iter().any(|c| matches!(c, Command::Journal(_))));
+    // Paid by face: the account's credential goes through the offline policy.
+    r.pay(PaymentMethod::Face, "acct");
+    assert_eq!(r.authorised().len(), 1);
+    r.vend(delivered());
+    // The operator erases it: journaled before the gallery is told.
+    let out = r.send(Input::FaceErased {
+        account: "acct".into(),
+        by: EraseBy::Operator,
+    });
+    let j = out
+        .iter()
+        .position(|c| matches!(c, Command::Journal(_)))
+        .expect("journaled");
+    let e = out
+        .iter()
+        .position(|c| matches!(c, Command::EraseFace { account } if account == "acct"))
+        .expect("erase command");
+    assert!(j < e && out[e].acts());
+    assert!(r.ctl.state().face_enrolled.is_empty());
+    // A deny-listed card cannot be linked to a face.
+    r.send(Input::Deny {
+        credential: "bad".into(),
+        add: true,
+    });
+    assert_eq!(
+        r.try_send(enrol("bad", PaymentMethod::Card))
+            .err()
+            .map(|e| e.code),
+        Some("deny_listed")
+    );
 }

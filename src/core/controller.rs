@@ -12,7 +12,7 @@
 //!    come.
 
 use super::catalog::{Catalog, SlotId};
-use super::io::{Command, Input, Phase, Prompt, Reject};
+use super::io::{Command, FaceStep, Input, Phase, Prompt, Reject};
 use super::policy::{decide_offline, deny_check, PolicyConfig};
 use super::record::{
     AlertKind, CloseReason, DeclineReason, LineItem, Millis, PaymentMethod, Record, SessionId,
@@ -688,6 +688,82 @@ impl Controller {
                     ));
                 }
                 self.emit(&mut out, now, Record::DenyList { credential, add });
+            }
+            Input::Face { step } => {
+                if self.phase != Phase::AwaitingCredential {
+                    return Err(Reject::new(
+                        "not_awaiting_payment",
+                        "a face is looked for only while the machine waits for payment",
+                    ));
+                }
+                let p = match step {
+                    FaceStep::Recognised { masked_name, turn } => {
+                        Prompt::FaceTurnHead { masked_name, turn }
+                    }
+                    FaceStep::NotRecognised => Prompt::FaceNotRecognised,
+                    FaceStep::NotLive => Prompt::FaceNotLive,
+                };
+                self.say(&mut out, p);
+            }
+            Input::FaceEnrolled {
+                account,
+                masked_name,
+                captures,
+                proof,
+            } => {
+                check_account(&account)?;
+                if masked_name.is_empty() || masked_name.chars().count() > 64 {
+                    return Err(Reject::new(
+                        "bad_name",
+                        "a masked name is 1 to 64 characters",
+                    ));
+                }
+                if captures == 0 {
+                    return Err(Reject::new("no_captures", "an enrolment needs captures"));
+                }
+                if !matches!(
+                    proof,
+                    PaymentMethod::Card | PaymentMethod::PayCode | PaymentMethod::TestCard
+                ) {
+                    return Err(Reject::new(
+                        "bad_proof",
+                        "an account is proved by a card or a pay code",
+                    ));
+                }
+                if self.state.deny.contains(&account) {
+                    return Err(Reject::new(
+                        "deny_listed",
+                        "this card or code is blocked; it cannot be linked to a face",
+                    ));
+                }
+                self.emit(
+                    &mut out,
+                    now,
+                    Record::FaceEnrolled {
+                        account,
+                        masked_name,
+                        captures,
+                        proof,
+                    },
+                );
+            }
+            Input::FaceErased { account, by } => {
+                check_account(&account)?;
+                if !self.state.face_enrolled.contains_key(&account) {
+                    return Err(Reject::new(
+                        "not_enrolled",
+                        "no face is enrolled for this account",
+                    ));
+                }
+                self.emit(
+                    &mut out,
+                    now,
+                    Record::FaceErased {
+                        account: account.clone(),
+                        by,
+                    },
+                );
+                out.push(Command::EraseFace { account });
             }
         }
         Ok(out)
@@ -1610,4 +1686,15 @@ impl Controller {
             Phase::Settling => {}
         }
     }
+}
+
+/// An account (a credential's keyed hash) is 1 to 128 characters.
+fn check_account(account: &str) -> Result<(), Reject> {
+    if account.is_empty() || account.len() > 128 {
+        return Err(Reject::new(
+            "bad_account",
+            "an account is a credential hash of 1 to 128 characters",
+        ));
+    }
+    Ok(())
 }

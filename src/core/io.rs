@@ -45,6 +45,31 @@ pub enum Input {
     /// The camera read a code that matches no accepted pay-code pattern (its content is
     /// not passed on: it may be sensitive).
     UnrecognisedCode,
+    /// The face reader's progress while the machine waits for payment (what to tell the
+    /// shopper). The payment itself comes as a [`Input::Credential`] with method `face`.
+    Face {
+        /// What happened.
+        step: FaceStep,
+    },
+    /// A consenting shopper's face was linked to an account they proved by card or code;
+    /// the encrypted gallery holds the embedding (written before this input is sent).
+    FaceEnrolled {
+        /// The account: the keyed hash of the proving credential.
+        account: String,
+        /// Masked display name ("A***e").
+        masked_name: String,
+        /// Captures averaged.
+        captures: u32,
+        /// How the account was proved.
+        proof: PaymentMethod,
+    },
+    /// Erase a face enrolment (the shopper at the kiosk, or the operator).
+    FaceErased {
+        /// The account.
+        account: String,
+        /// Who asked.
+        by: EraseBy,
+    },
     /// The online authoriser answered.
     AuthResult {
         /// Session it answers.
@@ -181,6 +206,43 @@ pub enum Input {
     },
 }
 
+/// A step of payment by face.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum FaceStep {
+    /// A face in view matched an enrolment; the shopper is asked to turn their head.
+    Recognised {
+        /// Masked display name ("A***e"): who was recognised, without naming them.
+        masked_name: String,
+        /// Which way to turn.
+        turn: HeadTurn,
+    },
+    /// The face in view matches nobody enrolled (or not clearly enough).
+    NotRecognised,
+    /// The head turn was not seen in time, or the picture did not move like a head.
+    NotLive,
+}
+
+/// Which way the shopper is asked to turn their head (their own left or right).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadTurn {
+    /// Their left.
+    Left,
+    /// Their right.
+    Right,
+}
+
+/// Who erased a face enrolment.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EraseBy {
+    /// The shopper, at the kiosk, after proving the account again.
+    Shopper,
+    /// The operator (a signed remote command).
+    Operator,
+}
+
 /// A shopper-facing message. The UI and the voice turn it into words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "id", rename_all = "snake_case")]
@@ -238,6 +300,17 @@ pub enum Prompt {
     },
     /// The camera saw a code that is not a pay code this machine accepts.
     CodeNotRecognised,
+    /// A face was recognised (shown masked); turn the head to confirm, or cancel.
+    FaceTurnHead {
+        /// Masked display name.
+        masked_name: String,
+        /// Which way.
+        turn: HeadTurn,
+    },
+    /// The face was not recognised: pay by card or code, or enrol.
+    FaceNotRecognised,
+    /// The head turn was not seen: try again, or pay by card or code.
+    FaceNotLive,
     /// Cancelled by the shopper.
     Cancelled,
     /// Ended because nobody answered.
@@ -348,6 +421,12 @@ pub enum Command {
         /// Seconds.
         seconds: u32,
     },
+    /// Remove an account's face from the encrypted gallery (the erasure is journaled
+    /// first; start-up erases again whatever the journal says is erased).
+    EraseFace {
+        /// The account.
+        account: String,
+    },
     /// Live state changed (for the UI and monitoring).
     Publish {
         /// Session, if any.
@@ -369,6 +448,7 @@ impl Command {
                 | Command::Capture { .. }
                 | Command::Void { .. }
                 | Command::Unlock { .. }
+                | Command::EraseFace { .. }
         )
     }
 }

@@ -16,7 +16,7 @@ pub mod verify;
 
 pub use catalog::{Catalog, Product, Slot, SlotId};
 pub use controller::{Controller, CoreConfig, Receipt, ReceiptLine, Timeouts};
-pub use io::{Command, Input, Phase, Prompt, Reject};
+pub use io::{Command, EraseBy, FaceStep, HeadTurn, Input, Phase, Prompt, Reject};
 pub use money::{Currency, Money};
 pub use policy::PolicyConfig;
 pub use record::{

@@ -432,6 +432,24 @@ pub enum Record {
         /// Added (true) or removed.
         add: bool,
     },
+    /// A face was enrolled (linked to an account) with the shopper's consent.
+    FaceEnrolled {
+        /// The account (keyed hash of the proving credential).
+        account: String,
+        /// Masked display name.
+        masked_name: String,
+        /// Captures averaged.
+        captures: u32,
+        /// How the account was proved.
+        proof: PaymentMethod,
+    },
+    /// A face enrolment was erased.
+    FaceErased {
+        /// The account.
+        account: String,
+        /// Who asked.
+        by: super::io::EraseBy,
+    },
 }
 
 impl Record {
@@ -462,6 +480,8 @@ impl Record {
             Record::Alert { .. } => "alert",
             Record::CountersReset => "counters_reset",
             Record::DenyList { .. } => "deny_list",
+            Record::FaceEnrolled { .. } => "face_enrolled",
+            Record::FaceErased { .. } => "face_erased",
             Record::RemoteCommand { .. } => "remote_command",
             Record::OfflineUploaded { .. } => "offline_uploaded",
             Record::Refund { .. } => "refund",

@@ -185,6 +185,10 @@ pub struct State {
     pub deny: BTreeSet<String>,
     /// Service door open?
     pub door_open: bool,
+    /// Accounts with a face enrolled (account → masked name). The embeddings are in the
+    /// encrypted gallery file; this is what the journal says should be there.
+    #[serde(default)]
+    pub face_enrolled: BTreeMap<String, String>,
     /// Day offset for "per day" limits, seconds east of UTC.
     pub day_offset_s: i64,
     /// Source of the last planogram applied (empty before the first).
@@ -230,6 +234,7 @@ impl State {
             ledger: OfflineLedger::default(),
             deny: BTreeSet::new(),
             door_open: false,
+            face_enrolled: BTreeMap::new(),
             day_offset_s,
             planogram_source: String::new(),
             accepted_auth_refs: BTreeMap::new(),
@@ -482,6 +487,17 @@ impl State {
                 } else {
                     self.deny.remove(credential);
                 }
+            }
+            Record::FaceEnrolled {
+                account,
+                masked_name,
+                ..
+            } => {
+                self.face_enrolled
+                    .insert(account.clone(), masked_name.clone());
+            }
+            Record::FaceErased { account, .. } => {
+                self.face_enrolled.remove(account);
             }
         }
     }

@@ -776,6 +776,8 @@ impl Reporter {
             | Record::Capture { .. }
             | Record::CountersReset
             | Record::DenyList { .. }
+            | Record::FaceEnrolled { .. }
+            | Record::FaceErased { .. }
             | Record::RemoteCommand { .. }
             | Record::OfflineUploaded { .. }
             | Record::Unlock { .. } => None,

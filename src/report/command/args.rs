@@ -2,7 +2,7 @@
 //! all-or-nothing: every argument is validated before any part of it is used.
 
 use super::CommandError;
-use crate::core::{Catalog, Input, SessionId, SlotId};
+use crate::core::{Catalog, EraseBy, Input, SessionId, SlotId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,7 +26,7 @@ pub const MAX_UNLOCK_SECONDS: u32 = 300;
 pub const MAX_DENY_ENTRIES: usize = 1_000;
 
 /// Every command name, as used in the envelope's `name` and the topic `cmd/<name>`.
-pub const COMMAND_NAMES: [&str; 12] = [
+pub const COMMAND_NAMES: [&str; 13] = [
     "set_prices",
     "set_planogram",
     "restock",
@@ -39,6 +39,7 @@ pub const COMMAND_NAMES: [&str; 12] = [
     "reload_config",
     "clear_fault",
     "reset_counters",
+    "erase_face",
 ];
 
 /// One `set_prices` entry.
@@ -130,6 +131,11 @@ pub enum RemoteCommand {
     },
     /// Reset the since-reset audit counters ([`Input::ResetCounters`]).
     ResetCounters {},
+    /// Erase an account's face enrolment ([`Input::FaceErased`], by the operator).
+    EraseFace {
+        /// The account: the credential hash the face is linked to (64 hex characters).
+        account: String,
+    },
 }
 
 impl RemoteCommand {
@@ -148,6 +154,7 @@ impl RemoteCommand {
             RemoteCommand::ReloadConfig {} => "reload_config",
             RemoteCommand::ClearFault { .. } => "clear_fault",
             RemoteCommand::ResetCounters {} => "reset_counters",
+            RemoteCommand::EraseFace { .. } => "erase_face",
         }
     }
 
@@ -212,6 +219,10 @@ impl RemoteCommand {
             }],
             RemoteCommand::ClearFault { slot } => vec![Input::ClearFault { slot: slot.clone() }],
             RemoteCommand::ResetCounters {} => vec![Input::ResetCounters],
+            RemoteCommand::EraseFace { account } => vec![Input::FaceErased {
+                account: account.clone(),
+                by: EraseBy::Operator,
+            }],
             RemoteCommand::DenyList { add, remove } => add
                 .iter()
                 .map(|h| Input::Deny {
@@ -276,6 +287,12 @@ struct SidArgs {
 #[serde(deny_unknown_fields)]
 struct UnlockArgs {
     seconds: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseFaceArgs {
+    account: String,
 }
 
 #[derive(Deserialize)]
@@ -399,6 +416,14 @@ pub fn parse_args(name: &str, args: &Value) -> Result<RemoteCommand, CommandErro
             let a: DenyArgs = from_args(args).map_err(bad)?;
             let (add, remove) = check_deny(a.add, a.remove).map_err(bad)?;
             RemoteCommand::DenyList { add, remove }
+        }
+        "erase_face" => {
+            let a: EraseFaceArgs = from_args(args).map_err(bad)?;
+            let (mut add, _) = check_deny(vec![a.account], Vec::new())
+                .map_err(|e| bad(e.replace("add[0]", "account")))?;
+            RemoteCommand::EraseFace {
+                account: add.remove(0),
+            }
         }
         "clear_fault" => {
             let a: SlotArgs = from_args(args).map_err(bad)?;

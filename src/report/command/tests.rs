@@ -161,7 +161,30 @@ fn examples() -> Vec<(&'static str, Value, RemoteCommand)> {
             RemoteCommand::ClearFault { slot: slot("F10") },
         ),
         ("reset_counters", json!({}), RemoteCommand::ResetCounters {}),
+        (
+            "erase_face",
+            json!({"account": HASH_A.to_uppercase()}),
+            RemoteCommand::EraseFace {
+                account: HASH_A.into(),
+            },
+        ),
     ]
+}
+
+#[test]
+fn erase_face_becomes_an_operator_erasure() {
+    let v = check(
+        &signed("erase_face", json!({"account": HASH_B})),
+        "erase_face",
+    )
+    .expect("ok");
+    assert_eq!(
+        v.command.inputs_for("c1", 6, 10),
+        vec![Input::FaceErased {
+            account: HASH_B.into(),
+            by: crate::core::EraseBy::Operator,
+        }]
+    );
 }
 
 #[test]
@@ -783,6 +806,17 @@ fn bad_args() -> Vec<(&'static str, Value, &'static str)> {
         ("reload_config", json!([]), "must be a JSON object"),
         ("reset_counters", Value::Null, "must be a JSON object"),
         ("clear_fault", json!({"slot": "A"}), "not a slot name"),
+        ("erase_face", json!({}), "missing field `account`"),
+        (
+            "erase_face",
+            json!({"account": "4111111111111111"}),
+            "account is not a credential hash",
+        ),
+        (
+            "erase_face",
+            json!({"account": HASH_A, "extra": 1}),
+            "unknown field",
+        ),
     ]
 }
 
