@@ -10,9 +10,8 @@
 //! 10,000 identities in well under a millisecond) and [`gallery`] (embeddings sealed with
 //! ChaCha20-Poly1305 under a key derived from the device secret). [`pipeline`] ties them to
 //! the models for one frame.
-//!
-//! Not yet wired into the daemon: the camera still delivers grey frames, and enrolment and
-//! payment by face through the HTTP API are the next step (see README "Where we stand").
+//! [`stream`] runs it over a camera stream (tracking, skipping work); the daemon side
+//! (face thread, enrolment, erasure) is `crate::facepay`.
 
 pub mod align;
 pub mod gallery;
@@ -21,4 +20,5 @@ pub mod matcher;
 pub mod model;
 pub mod pipeline;
 pub mod quality;
+pub mod stream;
 pub mod track;

@@ -482,6 +482,9 @@ fn load_plan(
     let mut proto = onnx
         .proto_model_for_read(&mut bytes.as_slice())
         .map_err(|e| graph_err(path, format!("not an ONNX model: {e:#}")))?;
+    // Peak memory at load is what limits a small device: each copy of the weights is let go
+    // as soon as the next one exists (file bytes → folded protobuf → tract model → plan).
+    drop(bytes);
     let report = prepare_graph(&mut proto, path)?;
     tracing::debug!(model = name, ?report, "folded block-quantised weights");
     let graph = proto
@@ -504,9 +507,12 @@ fn load_plan(
             input_shape[3]
         ),
     );
-    let plan = onnx
+    let model = onnx
         .model_for_proto_model(&proto)
-        .and_then(|m| m.with_input_fact(0, fact))
+        .map_err(|e| graph_err(path, format!("tract cannot build the model: {e:#}")))?;
+    drop(proto);
+    let plan = model
+        .with_input_fact(0, fact)
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| graph_err(path, format!("tract cannot build the model: {e:#}")))?;
@@ -732,33 +738,130 @@ pub struct FaceBox {
 /// left, zero padding right and bottom, planes B, G, R with values 0..255 (what
 /// `cv::FaceDetectorYN` feeds). Returns the tensor and the scale applied.
 pub fn yunet_input(det: &Detector, img: &image::RgbImage) -> (Vec<f32>, f32) {
+    yunet_input_region(det, img, [0, 0, img.width(), img.height()])
+}
+
+/// [`yunet_input`] of the rectangle `region` (`[x, y, w, h]`, clamped to the image) of
+/// `img`: the crop is letterboxed into the detector's input without being copied first.
+pub fn yunet_input_region(
+    det: &Detector,
+    img: &image::RgbImage,
+    region: [u32; 4],
+) -> (Vec<f32>, f32) {
     let (dw, dh) = (det.width, det.height);
-    let (iw, ih) = img.dimensions();
-    let scale = if iw == 0 || ih == 0 {
-        1.0
-    } else {
-        (dw as f32 / iw as f32).min(dh as f32 / ih as f32)
-    };
-    let nw = ((iw as f32 * scale).round() as u32).clamp(1, dw as u32);
-    let nh = ((ih as f32 * scale).round() as u32).clamp(1, dh as u32);
-    let resized;
-    let src = if (nw, nh) == (iw, ih) {
-        img
-    } else {
-        resized = image::imageops::resize(img, nw, nh, image::imageops::FilterType::Triangle);
-        &resized
-    };
-    let plane = dw * dh;
-    let mut out = vec![0f32; 3 * plane];
-    for (x, y, p) in src.enumerate_pixels() {
-        let i = y as usize * dw + x as usize;
-        out[i] = f32::from(p[2]);
-        out[plane + i] = f32::from(p[1]);
-        out[2 * plane + i] = f32::from(p[0]);
-    }
-    // the scale actually applied per axis is nw/iw, nh/ih; they differ from `scale` by
-    // under half a pixel, so one factor is used to map back
+    let mut out = vec![0f32; 3 * dw * dh];
+    let scale = letterbox_into(img, region, dw, dh, &mut out);
     (out, scale)
+}
+
+/// Triangle-filter taps (first source index and normalised weights) of each of `dst`
+/// outputs from `src` inputs: bilinear when enlarging, a triangle as wide as the scale when
+/// shrinking (antialiased, like `image`'s `FilterType::Triangle` and Pillow's `BILINEAR`).
+fn triangle_taps(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
+    let ratio = src as f32 / dst as f32;
+    let width = ratio.max(1.0);
+    (0..dst)
+        .map(|o| {
+            let centre = (o as f32 + 0.5) * ratio;
+            let lo = (centre - width).floor().max(0.0) as usize;
+            let hi = ((centre + width).ceil() as usize).min(src);
+            let mut w: Vec<f32> = (lo..hi)
+                .map(|i| (1.0 - ((i as f32 + 0.5 - centre) / width).abs()).max(0.0))
+                .collect();
+            let sum: f32 = w.iter().sum();
+            if sum > 0.0 {
+                w.iter_mut().for_each(|v| *v /= sum);
+            }
+            (lo, w)
+        })
+        .collect()
+}
+
+/// Scales `region` of `img` to fit `dw`×`dh` (aspect kept), writing B, G, R float planes
+/// into `out` (`3·dw·dh`, top left; the rest is left as it is). Separable triangle filter
+/// straight from the RGB bytes into the planes. Returns the scale.
+fn letterbox_into(
+    img: &image::RgbImage,
+    region: [u32; 4],
+    dw: usize,
+    dh: usize,
+    out: &mut [f32],
+) -> f32 {
+    let (w, h) = img.dimensions();
+    let rx = region[0].min(w);
+    let ry = region[1].min(h);
+    let (iw, ih) = (
+        region[2].min(w - rx) as usize,
+        region[3].min(h - ry) as usize,
+    );
+    if iw == 0 || ih == 0 || dw == 0 || dh == 0 {
+        return 1.0;
+    }
+    let scale = (dw as f32 / iw as f32).min(dh as f32 / ih as f32);
+    let nw = ((iw as f32 * scale).round() as usize).clamp(1, dw);
+    let nh = ((ih as f32 * scale).round() as usize).clamp(1, dh);
+    let raw = img.as_raw();
+    let stride = w as usize * 3;
+    let (rx, ry) = (rx as usize, ry as usize);
+    let plane = dw * dh;
+    let (b_plane, rest) = out.split_at_mut(plane);
+    let (g_plane, r_plane) = rest.split_at_mut(plane);
+    if (nw, nh) == (iw, ih) {
+        for y in 0..nh {
+            let row = &raw[(ry + y) * stride + rx * 3..][..nw * 3];
+            for (x, p) in row.chunks_exact(3).enumerate() {
+                let i = y * dw + x;
+                r_plane[i] = f32::from(p[0]);
+                g_plane[i] = f32::from(p[1]);
+                b_plane[i] = f32::from(p[2]);
+            }
+        }
+        return scale;
+    }
+    let htaps = triangle_taps(iw, nw);
+    let vtaps = triangle_taps(ih, nh);
+    // Only the source rows some output row reads.
+    let (row_lo, row_hi) = (
+        vtaps.first().map_or(0, |t| t.0),
+        vtaps.last().map_or(0, |t| t.0 + t.1.len()),
+    );
+    // Horizontal pass: source rows → nw RGB floats each.
+    let mut tmp = vec![0f32; (row_hi - row_lo) * nw * 3];
+    for (y, trow) in (row_lo..row_hi).zip(tmp.chunks_exact_mut(nw * 3)) {
+        let src = &raw[(ry + y) * stride + rx * 3..][..iw * 3];
+        for ((lo, wts), t) in htaps.iter().zip(trow.chunks_exact_mut(3)) {
+            let (mut r, mut g, mut b) = (0f32, 0f32, 0f32);
+            let taps = src.get(lo * 3..(lo + wts.len()) * 3).unwrap_or(&[]);
+            for (wt, p) in wts.iter().zip(taps.chunks_exact(3)) {
+                r += wt * f32::from(p[0]);
+                g += wt * f32::from(p[1]);
+                b += wt * f32::from(p[2]);
+            }
+            t[0] = r;
+            t[1] = g;
+            t[2] = b;
+        }
+    }
+    // Vertical pass into the planes.
+    let mut acc = vec![0f32; nw * 3];
+    for (oy, (lo, wts)) in vtaps.iter().enumerate() {
+        acc.iter_mut().for_each(|v| *v = 0.0);
+        let rows = tmp
+            .get((lo - row_lo) * nw * 3..(lo - row_lo + wts.len()) * nw * 3)
+            .unwrap_or(&[]);
+        for (wt, trow) in wts.iter().zip(rows.chunks_exact(nw * 3)) {
+            for (a, t) in acc.iter_mut().zip(trow) {
+                *a += wt * t;
+            }
+        }
+        let base = oy * dw;
+        for (x, p) in acc.chunks_exact(3).enumerate() {
+            r_plane[base + x] = p[0];
+            g_plane[base + x] = p[1];
+            b_plane[base + x] = p[2];
+        }
+    }
+    scale
 }
 
 /// Detects faces: letterbox to the detector size ([`yunet_input`]), run YuNet, decode the
@@ -773,19 +876,44 @@ pub fn detect_faces(
     score_threshold: f32,
     nms_iou: f32,
 ) -> Result<Vec<FaceBox>, ModelError> {
-    let (input, scale) = yunet_input(det, img);
+    detect_faces_in(
+        det,
+        img,
+        [0, 0, img.width(), img.height()],
+        score_threshold,
+        nms_iou,
+    )
+}
+
+/// [`detect_faces`] inside `region` (`[x, y, w, h]` of `img`, clamped to it) only: the
+/// region is letterboxed into the detector ([`yunet_input_region`]) and the faces are
+/// mapped back to `img`'s pixels.
+///
+/// # Errors
+/// As [`detect_faces`].
+pub fn detect_faces_in(
+    det: &Detector,
+    img: &image::RgbImage,
+    region: [u32; 4],
+    score_threshold: f32,
+    nms_iou: f32,
+) -> Result<Vec<FaceBox>, ModelError> {
+    let (input, scale) = yunet_input_region(det, img, region);
     let outputs = det.infer(&input)?;
     let mut faces = decode_yunet(&outputs, det.width, det.height, score_threshold)?;
     faces = nms(faces, nms_iou);
     let inv = 1.0 / scale;
+    let (ox, oy) = (
+        region[0].min(img.width()) as f32,
+        region[1].min(img.height()) as f32,
+    );
     for f in &mut faces {
-        f.x *= inv;
-        f.y *= inv;
+        f.x = ox + f.x * inv;
+        f.y = oy + f.y * inv;
         f.w *= inv;
         f.h *= inv;
         for l in &mut f.landmarks {
-            l.0 *= inv;
-            l.1 *= inv;
+            *l = (ox + l.0 * inv, oy + l.1 * inv);
         }
     }
     Ok(faces)
@@ -1038,6 +1166,47 @@ mod tests {
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].score, 0.9);
         assert_eq!(kept[1].x, 50.0);
+    }
+
+    #[test]
+    fn letterbox_keeps_flat_colour_and_pads_with_zero() {
+        // A flat 64×48 image letterboxed (shrunk and enlarged): every covered pixel keeps
+        // the colour (weights sum to 1), planes are B, G, R, the padding stays 0.
+        let img = image::RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30]));
+        for (dw, dh) in [(32usize, 32usize), (96, 96), (64, 48)] {
+            let mut out = vec![0f32; 3 * dw * dh];
+            let scale = letterbox_into(&img, [0, 0, 64, 48], dw, dh, &mut out);
+            let (nw, nh) = (
+                (64.0 * scale).round() as usize,
+                (48.0 * scale).round() as usize,
+            );
+            let plane = dw * dh;
+            for y in 0..dh {
+                for x in 0..dw {
+                    let i = y * dw + x;
+                    let want = if x < nw && y < nh {
+                        [30.0, 20.0, 10.0]
+                    } else {
+                        [0.0; 3]
+                    };
+                    for (c, w) in want.iter().enumerate() {
+                        assert!((out[c * plane + i] - w).abs() < 1e-3, "{dw}x{dh} ({x},{y})");
+                    }
+                }
+            }
+        }
+        // A region: the right half of a two-colour image is all the second colour.
+        let mut img = image::RgbImage::from_pixel(64, 32, image::Rgb([0, 0, 0]));
+        for y in 0..32 {
+            for x in 32..64 {
+                img.put_pixel(x, y, image::Rgb([200, 100, 50]));
+            }
+        }
+        let mut out = vec![0f32; 3 * 16 * 16];
+        let scale = letterbox_into(&img, [32, 0, 32, 32], 16, 16, &mut out);
+        assert_eq!(scale, 0.5);
+        assert!(out[..256].iter().all(|&v| (v - 50.0).abs() < 1e-3));
+        assert!(out[512..].iter().all(|&v| (v - 200.0).abs() < 1e-3));
     }
 
     #[test]
