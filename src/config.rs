@@ -67,7 +67,30 @@ struct RawConfig {
     paycodes: Option<Spanned<RawPayCodes>>,
     #[serde(default)]
     merchant_qr: Option<Spanned<RawMerchantQr>>,
+    #[serde(default)]
+    face: Option<Spanned<RawFace>>,
     planogram: RawPlanogram,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawFace {
+    enabled: bool,
+    models: Option<PathBuf>,
+    gallery: Option<PathBuf>,
+    detect_width: Option<u32>,
+    detect_height: Option<u32>,
+    score_threshold: Option<f32>,
+    roi_size: Option<u32>,
+    roi_scale: Option<f32>,
+    full_every: Option<u32>,
+    challenge: Option<String>,
+    enrol_timeout_s: Option<u32>,
+    capture_gap_ms: Option<u64>,
+    quality: crate::face::quality::QualityConfig,
+    matching: crate::face::matcher::MatchConfig,
+    liveness: crate::face::liveness::LivenessConfig,
+    enrol: crate::face::gallery::EnrolConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -472,6 +495,8 @@ pub struct Config {
     pub nfc: NfcConfig,
     /// Camera, pay codes and the dynamic merchant QR.
     pub codes: CodesConfig,
+    /// Face pay (None: not offered).
+    pub face: Option<crate::facepay::FacePayConfig>,
 }
 
 struct Ctx<'a> {
@@ -897,6 +922,7 @@ impl Config {
             hw.backend,
             base,
         )?;
+        let face = face_config(&cx, raw.face, &nfc, &codes, base)?;
 
         Ok(Config {
             file: file.to_string(),
@@ -930,8 +956,112 @@ impl Config {
             mqtt,
             nfc,
             codes,
+            face,
         })
     }
+}
+
+fn face_config(
+    cx: &Ctx<'_>,
+    face: Option<Spanned<RawFace>>,
+    nfc: &NfcConfig,
+    codes: &CodesConfig,
+    base: Option<&Path>,
+) -> Result<Option<crate::facepay::FacePayConfig>, ConfigError> {
+    use crate::facepay::{ChallengeChoice, FacePayConfig};
+    let Some(sp) = face.filter(|f| f.get_ref().enabled) else {
+        return Ok(None);
+    };
+    let span = sp.span();
+    let f = sp.into_inner();
+    let err = |key: &str, msg: &str| cx.err_at(span.clone(), key, format!("face.{key}"), msg);
+    if codes.camera.source == SourceKind::None {
+        return Err(err(
+            "enabled",
+            "face pay needs a camera: set [camera] source (or enabled = false)",
+        ));
+    }
+    // Face pay is offered beside card and code, never alone.
+    if nfc.reader == NfcReader::None && codes.paycodes.names().is_empty() {
+        return Err(err(
+            "enabled",
+            "face pay is offered only beside a card reader or pay codes: configure [nfc] or \
+             [paycodes] too",
+        ));
+    }
+    let mut cfg = FacePayConfig::default();
+    if let Some(m) = &f.models {
+        cfg.models = resolve(base, m);
+    } else if let Some(b) = base {
+        cfg.models = resolve(Some(b), &cfg.models);
+    }
+    cfg.gallery = f.gallery.as_ref().map(|g| resolve(base, g));
+    let e = &mut cfg.engine;
+    e.detect_width = f.detect_width.unwrap_or(e.detect_width);
+    e.detect_height = f.detect_height.unwrap_or(e.detect_height);
+    for (key, v) in [
+        ("detect_width", e.detect_width),
+        ("detect_height", e.detect_height),
+    ] {
+        if !(64..=1280).contains(&v) || v % 32 != 0 {
+            return Err(err(key, "a multiple of 32 from 64 to 1280"));
+        }
+    }
+    e.score_threshold = f.score_threshold.unwrap_or(e.score_threshold);
+    if !(0.05..=0.99).contains(&e.score_threshold) {
+        return Err(err("score_threshold", "from 0.05 to 0.99"));
+    }
+    e.roi_size = f.roi_size.unwrap_or(e.roi_size);
+    if e.roi_size != 0 && (!(64..=640).contains(&e.roi_size) || e.roi_size % 32 != 0) {
+        return Err(err(
+            "roi_size",
+            "0 (no region-of-interest detector) or a multiple of 32 from 64 to 640",
+        ));
+    }
+    e.roi_scale = f.roi_scale.unwrap_or(e.roi_scale);
+    if !(1.2..=4.0).contains(&e.roi_scale) {
+        return Err(err("roi_scale", "from 1.2 to 4.0 times the face box"));
+    }
+    cfg.stream.roi = e.roi_size > 0;
+    cfg.stream.full_every = f.full_every.unwrap_or(cfg.stream.full_every);
+    if !(1..=30).contains(&cfg.stream.full_every) {
+        return Err(err("full_every", "1 to 30 frames"));
+    }
+    e.quality = f.quality;
+    if !(0.0..=1.0).contains(&f.matching.threshold) || !(0.0..1.0).contains(&f.matching.margin) {
+        return Err(err(
+            "matching",
+            "matching.threshold is a cosine from 0 to 1 and matching.margin from 0 to below 1",
+        ));
+    }
+    e.matching = f.matching;
+    if !(1000..=60_000).contains(&f.liveness.time_limit_ms) {
+        return Err(err("liveness", "liveness.time_limit_ms is 1000 to 60000"));
+    }
+    cfg.liveness = f.liveness;
+    cfg.challenge = match f.challenge.as_deref().unwrap_or("random") {
+        "random" => ChallengeChoice::Random,
+        "left" => ChallengeChoice::Left,
+        "right" => ChallengeChoice::Right,
+        _ => return Err(err("challenge", "one of random, left, right")),
+    };
+    if !(2..=20).contains(&f.enrol.min_captures) || !(0.0..=1.0).contains(&f.enrol.min_agreement) {
+        return Err(err(
+            "enrol",
+            "enrol.min_captures is 2 to 20 and enrol.min_agreement a cosine from 0 to 1",
+        ));
+    }
+    cfg.enrol = f.enrol;
+    let t = f.enrol_timeout_s.unwrap_or(60);
+    if !(10..=600).contains(&t) {
+        return Err(err("enrol_timeout_s", "10 to 600 seconds"));
+    }
+    cfg.enrol_timeout_ms = u64::from(t) * 1000;
+    cfg.capture_gap_ms = f.capture_gap_ms.unwrap_or(cfg.capture_gap_ms);
+    if cfg.capture_gap_ms > 5000 {
+        return Err(err("capture_gap_ms", "at most 5000"));
+    }
+    Ok(Some(cfg))
 }
 
 fn mqtt_config(

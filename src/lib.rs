@@ -18,6 +18,7 @@ pub mod camera;
 pub mod config;
 pub mod core;
 pub mod face;
+pub mod facepay;
 pub mod hw;
 pub mod journal;
 pub mod nfc;

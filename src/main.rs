@@ -62,7 +62,20 @@ fn set_up_logging() {
         .init();
 }
 
+/// Allocations of 64 KiB and more are mapped on their own and unmapped when freed (glibc
+/// keeps freed memory in per-thread arenas otherwise): the face models' load-time copies and
+/// the camera frames then return to the system. Measured with `benches/daemon_rss.py`: peak
+/// RSS with the face models 155 MB → 104 MB.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

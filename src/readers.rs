@@ -1,11 +1,14 @@
-//! The payment readers as threads beside the core: the PN532 NFC reader and the camera
-//! with its QR decoder. Each turns what it sees into a keyed-hash credential and sends an
-//! [`Input`] to the core queue; neither ever passes on, logs or keeps a raw UID or code.
+//! The payment readers as threads beside the core: the PN532 NFC reader, the camera with
+//! its QR decoder, and the face thread the camera feeds (see [`crate::facepay`]). Each turns
+//! what it sees into a keyed-hash credential and sends an [`Input`] to the core queue —
+//! or, while a face enrolment or erasure waits for proof of an account, to the face desk;
+//! none ever passes on, logs or keeps a raw UID or code.
 
 use crate::camera::scan::{run_capture, CameraHealth, CameraStats};
 use crate::camera::{self, SimScene, SourceKind};
 use crate::config::{CodesConfig, NfcConfig, NfcReader};
 use crate::core::{Input, PaymentMethod, Phase, SessionId};
+use crate::facepay::{self, FaceDesk};
 use crate::nfc::reader::{run_reader, CardEvent, DriverConfig, Pn532, ReaderHealth};
 use crate::nfc::rpi::{I2cTransport, SpiTransport, UartTransport};
 use crate::nfc::sim::{SimPn532, SimReaderHandle};
@@ -106,6 +109,8 @@ pub struct ReaderDeps {
     pub seed: u64,
     /// Set by the panel thread while the presence sensor sees somebody.
     pub present: Arc<AtomicBool>,
+    /// Face pay (None: not offered).
+    pub face: Option<Arc<FaceDesk>>,
 }
 
 /// Starts the NFC and camera threads the configuration asks for. A reader that cannot be
@@ -161,12 +166,24 @@ fn start_nfc(cfg: &NfcConfig, deps: &ReaderDeps, r: &mut Readers) {
     let secret = deps.secret.clone();
     let stop = r.stop.clone();
     let tx = deps.tx.clone();
+    let face = deps.face.clone();
+    let nsnap = deps.snapshot.clone();
     let t = std::thread::Builder::new()
         .name("nfc".into())
         .spawn(move || {
             run_reader(pn532, poll, &secret, &stop, |ev| match ev {
                 CardEvent::Arrived { token } => {
                     debug!("nfc: card arrived");
+                    // A card pays when a payment is awaited; otherwise it may prove an
+                    // account to a waiting face enrolment or erasure.
+                    if payment_watch(&nsnap).is_none()
+                        && face
+                            .as_ref()
+                            .is_some_and(|d| d.offer_proof(PaymentMethod::Card, &token))
+                    {
+                        info!("nfc: card taken as proof of account for the face desk");
+                        return;
+                    }
                     let input = Input::Credential {
                         method: PaymentMethod::Card,
                         credential: token,
@@ -243,6 +260,21 @@ fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
     );
     let rules = cfg.paycodes.clone();
     let repeat_ms = cfg.repeat_ms;
+    // The face thread gets at most one frame queued: a busy face thread skips frames.
+    let face = deps.face.clone();
+    let face_tx = face.as_ref().map(|desk| {
+        let (ftx, frx) = std::sync::mpsc::sync_channel(1);
+        r.threads.push(facepay::start(
+            desk.clone(),
+            facepay::FaceDeps {
+                tx: deps.tx.clone(),
+                snapshot: deps.snapshot.clone(),
+                frames: frx,
+                stop: r.stop.clone(),
+            },
+        ));
+        ftx
+    });
     let t = std::thread::Builder::new()
         .name("camera".into())
         .spawn(move || {
@@ -266,8 +298,30 @@ fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
             let mut decoder = QrDecoder::new(QrConfig::default());
             let mut collapse = Collapse::new(repeat_ms);
             let mut session: Option<SessionId> = None;
-            let wanted = || payment_watch(&snap).is_some();
+            let proof_wanted = || face.as_ref().is_some_and(|d| d.awaiting_proof());
+            let face_wanted = || {
+                face.as_ref()
+                    .is_some_and(|d| facepay::wants_frames(d, &snap))
+            };
+            let wanted = || payment_watch(&snap).is_some() || proof_wanted() || face_wanted();
             run_capture(source, &cam, &present, wanted, &stop, &stats, |frame| {
+                if let (Some(ftx), true) = (&face_tx, face_wanted()) {
+                    // Full: the face thread is still on an earlier frame; skip this one.
+                    let _ = ftx.try_send(frame.rgb.clone());
+                }
+                if proof_wanted() {
+                    // A face enrolment or erasure waits for a pay code as proof.
+                    for d in decoder.decode(&frame.gray) {
+                        if let Scanned::PayCode { token, .. } = rules.classify(&secret, &d.bytes) {
+                            if let Some(desk) = &face {
+                                if desk.offer_proof(PaymentMethod::PayCode, &token) {
+                                    info!("camera: pay code taken as proof of account");
+                                }
+                            }
+                        }
+                    }
+                    return;
+                }
                 let Some((sid, awaiting)) = payment_watch(&snap) else {
                     return;
                 };
@@ -276,7 +330,7 @@ fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
                     session = Some(sid);
                     collapse = Collapse::new(repeat_ms);
                 }
-                for d in decoder.decode(frame) {
+                for d in decoder.decode(&frame.gray) {
                     if !collapse.accept(now_ms(), &d.bytes) {
                         scans.repeats.fetch_add(1, Ordering::Relaxed);
                         continue;

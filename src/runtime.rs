@@ -81,6 +81,8 @@ pub struct Handle {
     pub scene: Option<crate::camera::SimScene>,
     /// The dynamic merchant QR (None when not configured).
     pub pay_qr: Option<std::sync::Arc<PayQr>>,
+    /// Face pay (None when not configured).
+    pub face: Option<std::sync::Arc<crate::facepay::FaceDesk>>,
 }
 
 /// The dynamic merchant-presented QR of the current checkout.
@@ -186,6 +188,8 @@ struct CoreLoop {
     last_seq: u64,
     /// Online authorisation requests to the MQTT link (None without a link).
     auth: Option<mpsc::UnboundedSender<AuthRequest>>,
+    /// The face gallery (None when face pay is off).
+    face: Option<std::sync::Arc<crate::facepay::FaceDesk>>,
 }
 
 impl CoreLoop {
@@ -279,6 +283,12 @@ impl CoreLoop {
                     error!("panel thread is gone; the door stays locked");
                 }
             }
+            Command::EraseFace { account } => match &self.face {
+                Some(desk) => desk.erase(&account),
+                // Face pay is off now: the journal has the erasure, and the next start with
+                // face pay on erases the gallery entry.
+                None => info!("face erasure journaled; face pay is off"),
+            },
             Command::Prompt(p) => {
                 debug!(prompt = ?p, "prompt");
             }
@@ -440,6 +450,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         committed: committed_tx,
         last_seq: 0,
         auth: None,
+        face: None,
     };
     core.execute(boot)?;
     core.journal.checkpoint(core.ctl.state())?;
@@ -473,6 +484,19 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         None => (None, None),
     };
     let secret = std::sync::Arc::new(cfg.device_secret.clone());
+    let face = cfg.face.as_ref().map(|fc| {
+        let path = fc
+            .gallery
+            .clone()
+            .unwrap_or_else(|| opts.state_dir.join("face-gallery.bin"));
+        std::sync::Arc::new(crate::facepay::FaceDesk::open(
+            fc.clone(),
+            path,
+            &cfg.device_secret,
+            &core.ctl.state().face_enrolled,
+        ))
+    });
+    core.face = face.clone();
     let readers = crate::readers::start(
         &cfg.nfc,
         &cfg.codes,
@@ -483,6 +507,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
             simulate: sim.is_some(),
             seed: opts.seed,
             present,
+            face: face.clone(),
         },
     );
     let pay_qr = cfg.codes.merchant_qr.clone().map(|merchant| {
@@ -503,6 +528,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         nfc_sim: readers.nfc_sim.clone(),
         scene: readers.scene.clone(),
         pay_qr,
+        face,
     };
     Ok(Started {
         handle,

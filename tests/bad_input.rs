@@ -135,6 +135,79 @@ fn malformed_configs_name_the_file_line_and_field_and_exit_non_zero() {
 }
 
 #[test]
+fn face_pay_settings_are_checked_and_face_pay_never_stands_alone() {
+    let base = config_text(Faults::NONE, 1000);
+    let with =
+        |sections: &str| base.replacen("[planogram]", &format!("{sections}\n[planogram]"), 1);
+    // (sections, expected field, expected words)
+    let cases = [
+        (
+            "[face]\nenabled = true\ndetect_width = 300\n",
+            "face.detect_width",
+            "multiple of 32",
+        ),
+        (
+            "[face]\nenabled = true\nchallenge = \"up\"\n",
+            "face.challenge",
+            "random, left, right",
+        ),
+        (
+            "[face]\nenabled = true\nroi_size = 100\n",
+            "face.roi_size",
+            "multiple of 32",
+        ),
+        (
+            "[face]\nenabled = true\n\n[face.matching]\nthreshold = 1.5\n",
+            "face.matching",
+            "cosine",
+        ),
+        (
+            "[face]\nenabled = true\n\n[face.enrol]\nmin_captures = 1\n",
+            "face.enrol",
+            "2 to 20",
+        ),
+        (
+            "[face]\nenabled = true\n\n[face.liveness]\ntime_limit_ms = 100\n",
+            "face.liveness",
+            "1000 to 60000",
+        ),
+        (
+            "[face]\nenabled = true\nbogus = 1\n",
+            "bogus",
+            "unknown field",
+        ),
+        (
+            "[camera]\nsource = \"none\"\n\n[face]\nenabled = true\n",
+            "face.enabled",
+            "needs a camera",
+        ),
+        (
+            "[nfc]\nreader = \"none\"\n\n[paycodes]\npattern = []\n\n[face]\nenabled = true\n",
+            "face.enabled",
+            "beside a card reader or pay codes",
+        ),
+    ];
+    for (sections, field, words) in cases {
+        let (code, msg) = check_config(&with(sections));
+        assert_ne!(code, 0, "{sections}: accepted");
+        assert!(msg.contains(field), "{sections}: expected {field} in {msg}");
+        assert!(
+            msg.contains(words),
+            "{sections}: expected `{words}` in {msg}"
+        );
+    }
+    // Off, face settings are not needed; on with a reader and a camera, the defaults pass.
+    for ok in [
+        "[face]\nenabled = false\nchallenge = \"left\"\n",
+        "[face]\nenabled = true\n",
+        "[nfc]\nreader = \"none\"\n\n[face]\nenabled = true\n",
+    ] {
+        let (code, msg) = check_config(&with(ok));
+        assert_eq!(code, 0, "{ok}: {msg}");
+    }
+}
+
+#[test]
 fn a_missing_config_file_is_a_clear_error() {
     let out = Command::new(bin("vendd"))
         .args(["check-config", "/nonexistent/vendd.toml"])

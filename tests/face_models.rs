@@ -19,20 +19,20 @@ const TOLERANCE: f32 = 1e-4;
 const SCORE: f32 = 0.7;
 const NMS_IOU: f32 = 0.3;
 
-fn models_dir() -> PathBuf {
+pub(crate) fn models_dir() -> PathBuf {
     std::env::var_os("VENDD_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"))
 }
 
-fn faces_dir() -> PathBuf {
+pub(crate) fn faces_dir() -> PathBuf {
     std::env::var_os("VENDD_FACES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces"))
 }
 
 /// The model paths, or `None` (with a message) when the models are not fetched.
-fn models_or_skip(test: &str) -> Option<ModelPaths> {
+pub(crate) fn models_or_skip(test: &str) -> Option<ModelPaths> {
     let dir = models_dir();
     let paths = ModelPaths::from_dir(&dir).expect("manifest names both models");
     for p in [&paths.yunet, &paths.sface] {

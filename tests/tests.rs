@@ -8,6 +8,7 @@ mod crash;
 mod e2e;
 mod emvco;
 mod face_models;
+mod face_pay;
 mod mqtt;
 mod mqtt_session;
 mod payments;

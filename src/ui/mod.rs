@@ -3,6 +3,7 @@
 //! The routes are documented in the README ("HTTP API").
 
 pub mod error;
+mod face;
 mod pay;
 pub mod view;
 
@@ -53,7 +54,11 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/service/counters", get(counters))
         .route("/api/pay/qr", post(pay::start_qr).get(pay::get_qr))
         .route("/api/pay/qr.png", get(pay::get_qr_png))
-        .route("/api/readers", get(pay::readers));
+        .route("/api/readers", get(pay::readers))
+        .route("/api/face", get(face::status))
+        .route("/api/face/enrol", post(face::enrol))
+        .route("/api/face/erase", post(face::erase))
+        .route("/api/face/cancel", post(face::cancel));
     if handle.sim.is_some() {
         r = r
             .route("/sim/credential", post(sim_credential))
