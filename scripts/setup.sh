@@ -18,8 +18,13 @@ shift || true
 # System packages: a C toolchain (sqlite in the benchmark's reference, ring, mozjpeg),
 # pkg-config, libclang-dev (nokhwa's V4L2 bindings run bindgen), nasm (mozjpeg's SIMD),
 # systemd-analyze for the unit-file test, and Mosquitto + openssl for the MQTT tests (each
-# test starts its own broker on a free loopback port; the packaged service is not used).
-APT_PACKAGES=(build-essential pkg-config libclang-dev nasm systemd mosquitto mosquitto-clients openssl)
+# test starts its own broker on a free loopback port; the packaged service is not used);
+# libasound2-dev (ALSA for voice), espeak-ng and sox (voice prompt clips, synthesised voice
+# commands in tests), python3-pip (models and libvosk come from PyPI), chromium and
+# chromium-driver (the kiosk page tests drive a real headless Chromium) with a Chinese font
+# (fonts-wqy-microhei: 5 MB; a kiosk may prefer fonts-noto-cjk).
+APT_PACKAGES=(build-essential pkg-config libclang-dev nasm systemd mosquitto mosquitto-clients openssl
+  libasound2-dev espeak-ng sox python3-pip unzip chromium chromium-driver fonts-wqy-microhei)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -49,16 +54,27 @@ case "$mode" in
   run)
     # Face models from PyPI (sha256-pinned); without them the kiosk runs with face pay off.
     bash scripts/models.sh || echo "setup: face models not fetched; face pay will be off" >&2
+    # libvosk (linked for voice commands) and the Korean Vosk model, sha256-pinned.
+    bash scripts/vosk.sh
+    # Voice prompt clips (espeak-ng) for both languages; the clip list comes from the same
+    # release build that runs the kiosk.
+    clips_list="$(mktemp)"
+    cargo run --release -q --example voice_clip_list >"$clips_list"
+    bash scripts/voice-clips.sh --list "$clips_list" || echo "setup: voice clips not rendered; the kiosk is silent" >&2
+    rm -f "$clips_list"
     exec cargo run --release --bin vendd -- simulate "$@"
     ;;
   test)
     # Face models from PyPI, pinned by sha256 (models/manifest.toml), and onnxruntime as the
     # independent reference the model tests compare tract with.
     bash scripts/models.sh
+    bash scripts/vosk.sh
     python3 -m pip install --quiet --disable-pip-version-check \
       "onnxruntime==1.32.0" "onnx==1.23.2" "numpy==2.4.6"
     cargo fmt --all -- --check
     cargo clippy --all-targets --locked -- -D warnings
+    # The voice prompt clips the tests measure (rendered with espeak-ng; cached by hash).
+    bash scripts/voice-clips.sh
     cargo test --all-targets --locked "$@"
     ;;
   bench-qr)

@@ -69,7 +69,52 @@ struct RawConfig {
     merchant_qr: Option<Spanned<RawMerchantQr>>,
     #[serde(default)]
     face: Option<Spanned<RawFace>>,
+    #[serde(default)]
+    kiosk: Option<Spanned<RawKiosk>>,
     planogram: RawPlanogram,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawKiosk {
+    language: Option<String>,
+    voice: Option<RawVoice>,
+    listen: Option<RawListen>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawVoice {
+    enabled: bool,
+    clips: Option<PathBuf>,
+    output: Option<String>,
+    device: Option<String>,
+    wav_dir: Option<PathBuf>,
+    volume: Option<u8>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawListen {
+    enabled: bool,
+    input: Option<String>,
+    device: Option<String>,
+    wav_dir: Option<PathBuf>,
+    language: Option<String>,
+    models: BTreeMap<String, PathBuf>,
+    min_confidence: Option<f32>,
+    trigger: Option<String>,
+}
+
+/// The kiosk page and its voice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KioskConfig {
+    /// The language the page and the voice start in.
+    pub language: crate::voice::catalog::Lang,
+    /// Voice prompts (None: silent).
+    pub voice: Option<crate::speech::VoiceConfig>,
+    /// Voice commands (None: touch only).
+    pub listen: Option<crate::speech::ListenConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -497,6 +542,8 @@ pub struct Config {
     pub codes: CodesConfig,
     /// Face pay (None: not offered).
     pub face: Option<crate::facepay::FacePayConfig>,
+    /// The kiosk page's language and voice.
+    pub kiosk: KioskConfig,
 }
 
 struct Ctx<'a> {
@@ -923,6 +970,7 @@ impl Config {
             base,
         )?;
         let face = face_config(&cx, raw.face, &nfc, &codes, base)?;
+        let kiosk = kiosk_config(&cx, raw.kiosk, base)?;
 
         Ok(Config {
             file: file.to_string(),
@@ -957,8 +1005,110 @@ impl Config {
             nfc,
             codes,
             face,
+            kiosk,
         })
     }
+}
+
+fn kiosk_config(
+    cx: &Ctx<'_>,
+    kiosk: Option<Spanned<RawKiosk>>,
+    base: Option<&Path>,
+) -> Result<KioskConfig, ConfigError> {
+    use crate::speech::{ListenConfig, Mic, Output, Trigger, VoiceConfig};
+    use crate::voice::catalog::Lang;
+    let (span, k) = take(kiosk);
+    let err = |key: &str, msg: &str| cx.err_at(span.clone(), key, format!("kiosk.{key}"), msg);
+    let language = match k.language.as_deref() {
+        None => Lang::En,
+        Some(l) => Lang::parse(l).ok_or_else(|| err("language", "\"en\" or \"zh\""))?,
+    };
+    let rel = |p: &Path| resolve(base, p);
+    let voice = match k.voice.filter(|v| v.enabled) {
+        None => None,
+        Some(v) => {
+            let output = match v.output.as_deref().unwrap_or("alsa") {
+                "alsa" => Output::Alsa(v.device.unwrap_or_else(|| "default".into())),
+                "wav" => Output::Wav(rel(v.wav_dir.as_deref().ok_or_else(|| {
+                    err("voice.wav_dir", "output = \"wav\" needs wav_dir = a folder")
+                })?)),
+                _ => return Err(err("voice.output", "\"alsa\" or \"wav\"")),
+            };
+            let volume = v.volume.unwrap_or(80);
+            if volume > 100 {
+                return Err(err("voice.volume", "0 to 100 (%)"));
+            }
+            Some(VoiceConfig {
+                clips: rel(v
+                    .clips
+                    .as_deref()
+                    .unwrap_or(Path::new("models/cache/voice"))),
+                output,
+                volume,
+            })
+        }
+    };
+    let listen = match k.listen.filter(|l| l.enabled) {
+        None => None,
+        Some(l) => {
+            if !cfg!(feature = "vosk") {
+                return Err(err(
+                    "listen.enabled",
+                    "this vendd was built without speech recognition (the vosk feature)",
+                ));
+            }
+            let input = match l.input.as_deref().unwrap_or("alsa") {
+                "alsa" => Mic::Alsa(l.device.unwrap_or_else(|| "default".into())),
+                "wav" => Mic::Wav(rel(l.wav_dir.as_deref().ok_or_else(|| {
+                    err(
+                        "listen.wav_dir",
+                        "input = \"wav\" needs wav_dir = a folder of WAV files",
+                    )
+                })?)),
+                _ => return Err(err("listen.input", "\"alsa\" or \"wav\"")),
+            };
+            let language = l.language.unwrap_or_else(|| language.as_str().to_owned());
+            if !crate::voice::grammar::languages().contains(&language.as_str()) {
+                return Err(err(
+                    "listen.language",
+                    "a language of assets/voice/commands.toml (en, zh, ko)",
+                ));
+            }
+            let model = l.models.get(&language).ok_or_else(|| {
+                err(
+                    "listen.models",
+                    "give the Vosk model folder for the listening language, e.g. models = { ko = \"models/cache/vosk/model-ko\" }",
+                )
+            })?;
+            let min_confidence = l.min_confidence.unwrap_or(0.7);
+            if !(0.0..=1.0).contains(&min_confidence) {
+                return Err(err("listen.min_confidence", "0 to 1"));
+            }
+            let trigger = match l.trigger.as_deref().unwrap_or("presence") {
+                "presence" => Trigger::Presence,
+                "push" => Trigger::PushToTalk,
+                "always" => Trigger::Always,
+                _ => {
+                    return Err(err(
+                        "listen.trigger",
+                        "\"presence\", \"push\" or \"always\"",
+                    ))
+                }
+            };
+            Some(ListenConfig {
+                input,
+                language,
+                model: rel(model),
+                min_confidence,
+                trigger,
+            })
+        }
+    };
+    Ok(KioskConfig {
+        language,
+        voice,
+        listen,
+    })
 }
 
 fn face_config(

@@ -198,6 +198,8 @@ struct DeskInner {
     models_loaded: bool,
     task: Option<Task>,
     stream: StreamStats,
+    /// The face boxes of the last processed frame, and when.
+    last_faces: (u64, Vec<[f32; 4]>),
 }
 
 /// State shared by the HTTP layer, the reader threads, the core loop and the face thread.
@@ -271,6 +273,7 @@ impl FaceDesk {
                 models_loaded: false,
                 task: None,
                 stream: StreamStats::default(),
+                last_faces: (0, Vec::new()),
             }),
             cfg,
         }
@@ -289,6 +292,17 @@ impl FaceDesk {
             enrolled: g.gallery.as_ref().map_or(0, Gallery::len),
             task: g.task.as_ref().map(|t| t.view.clone()),
             stream: g.stream.clone(),
+        }
+    }
+
+    /// The face boxes (`[x, y, w, h]`, frame pixels) of the last frame the face thread
+    /// processed, when it was at most `max_age_ms` ago (for the service page's preview).
+    pub fn recent_faces(&self, now: u64, max_age_ms: u64) -> Vec<[f32; 4]> {
+        let g = self.lock();
+        if now.saturating_sub(g.last_faces.0) <= max_age_ms {
+            g.last_faces.1.clone()
+        } else {
+            Vec::new()
         }
     }
 
@@ -541,7 +555,11 @@ fn run(desk: Arc<FaceDesk>, deps: FaceDeps) {
                 continue;
             }
         };
-        desk.lock().stream = stream.stats();
+        {
+            let mut g = desk.lock();
+            g.stream = stream.stats();
+            g.last_faces = (now, tracked.iter().map(|t| t.face.bbox).collect());
+        }
         if capturing {
             capture(&desk, &engine, &tracked, now, &deps.tx);
             continue;

@@ -27,6 +27,8 @@ pub mod qr;
 pub mod readers;
 pub mod report;
 pub mod runtime;
+pub mod speech;
 pub mod sysd;
 pub mod token;
 pub mod ui;
+pub mod voice;

@@ -37,6 +37,76 @@ pub struct ScanCounters {
     pub repeats: AtomicU64,
 }
 
+/// The camera's latest frame for the service page, kept only while somebody looks at it.
+#[derive(Debug, Default)]
+pub struct Preview {
+    wanted_until: AtomicU64,
+    /// The frame scaled to 320 px wide, and the full frame's width.
+    frame: Mutex<Option<(image::RgbImage, u32)>>,
+}
+
+impl Preview {
+    /// Somebody looks: keep a preview for the next 5 s.
+    pub fn want(&self, now: u64) {
+        self.wanted_until.store(now + 5000, Ordering::Relaxed);
+    }
+
+    /// Is a preview wanted now?
+    pub fn wanted(&self, now: u64) -> bool {
+        now < self.wanted_until.load(Ordering::Relaxed)
+    }
+
+    /// Keeps a copy of `rgb`, scaled to 320 px wide.
+    pub fn offer(&self, rgb: &image::RgbImage) {
+        let (w, h) = rgb.dimensions();
+        if w == 0 {
+            return;
+        }
+        let small = image::imageops::thumbnail(rgb, 320, (h * 320 / w).max(1));
+        *self.frame.lock().unwrap_or_else(|p| p.into_inner()) = Some((small, w));
+    }
+
+    /// The preview as JPEG with `faces` (boxes `[x, y, w, h]` in frame pixels) outlined.
+    pub fn jpeg(&self, faces: &[[f32; 4]]) -> Option<Vec<u8>> {
+        let (mut img, full_w) = self
+            .frame
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let k = img.width() as f32 / full_w.max(1) as f32;
+        for b in faces {
+            outline(&mut img, [b[0] * k, b[1] * k, b[2] * k, b[3] * k]);
+        }
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .ok()?;
+        Some(out.into_inner())
+    }
+}
+
+/// Draws a 2-px yellow rectangle.
+fn outline(img: &mut image::RgbImage, b: [f32; 4]) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (x0, y0) = (b[0] as i64, b[1] as i64);
+    let (x1, y1) = ((b[0] + b[2]) as i64, (b[1] + b[3]) as i64);
+    let mut put = |x: i64, y: i64| {
+        if (0..w).contains(&x) && (0..h).contains(&y) {
+            img.put_pixel(x as u32, y as u32, image::Rgb([255, 212, 0]));
+        }
+    };
+    for d in 0..2 {
+        for x in x0..=x1 {
+            put(x, y0 + d);
+            put(x, y1 - d);
+        }
+        for y in y0..=y1 {
+            put(x0 + d, y);
+            put(x1 - d, y);
+        }
+    }
+}
+
 /// The readers' state for the service page, health and `doctor`.
 #[derive(Clone, Default)]
 pub struct ReadersStatus {
@@ -46,6 +116,8 @@ pub struct ReadersStatus {
     pub camera: Option<Arc<CameraStats>>,
     /// Scan counters.
     pub scans: Arc<ScanCounters>,
+    /// The camera preview (None: no camera).
+    pub preview: Option<Arc<Preview>>,
 }
 
 /// JSON form of [`ReadersStatus`].
@@ -249,6 +321,8 @@ fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
     }
     let stats = Arc::new(CameraStats::default());
     r.status.camera = Some(stats.clone());
+    let preview = Arc::new(Preview::default());
+    r.status.preview = Some(preview.clone());
     let scans = r.status.scans.clone();
     let (stop, present, snap, tx, secret, seed) = (
         r.stop.clone(),
@@ -303,8 +377,16 @@ fn start_camera(cfg: &CodesConfig, deps: &ReaderDeps, r: &mut Readers) {
                 face.as_ref()
                     .is_some_and(|d| facepay::wants_frames(d, &snap))
             };
-            let wanted = || payment_watch(&snap).is_some() || proof_wanted() || face_wanted();
+            let wanted = || {
+                payment_watch(&snap).is_some()
+                    || proof_wanted()
+                    || face_wanted()
+                    || preview.wanted(now_ms())
+            };
             run_capture(source, &cam, &present, wanted, &stop, &stats, |frame| {
+                if preview.wanted(now_ms()) {
+                    preview.offer(&frame.rgb);
+                }
                 if let (Some(ftx), true) = (&face_tx, face_wanted()) {
                     // Full: the face thread is still on an earlier frame; skip this one.
                     let _ = ftx.try_send(frame.rgb.clone());

@@ -83,6 +83,14 @@ pub struct Handle {
     pub pay_qr: Option<std::sync::Arc<PayQr>>,
     /// Face pay (None when not configured).
     pub face: Option<std::sync::Arc<crate::facepay::FaceDesk>>,
+    /// The kiosk page's language and voice.
+    pub kiosk: std::sync::Arc<crate::ui::kiosk::KioskState>,
+    /// Read access to the journal (service page).
+    pub journal: crate::journal::JournalReader,
+    /// Machine id (receipts).
+    pub machine_id: String,
+    /// Seconds east of UTC (the local day of "sales today").
+    pub day_offset_s: i64,
 }
 
 /// The dynamic merchant-presented QR of the current checkout.
@@ -497,6 +505,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         ))
     });
     core.face = face.clone();
+    let present_flag = present.clone();
     let readers = crate::readers::start(
         &cfg.nfc,
         &cfg.codes,
@@ -517,6 +526,38 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
             shown: std::sync::Mutex::new(None),
         })
     });
+    let mut extra_threads = Vec::new();
+    let voice = cfg.kiosk.voice.as_ref().map(|vc| {
+        let catalog = std::sync::Arc::new(
+            crate::voice::catalog::Catalog::embedded()
+                .expect("the embedded catalogue is valid (tested)")
+                .with_currency(cfg.catalog.currency),
+        );
+        std::sync::Arc::new(crate::speech::Voice::start(vc, catalog, cfg.kiosk.language))
+    });
+    if let Some(v) = &voice {
+        extra_threads.push(crate::speech::start_prompter(
+            v.clone(),
+            snap_rx.clone(),
+            readers.stop.clone(),
+        ));
+    }
+    #[cfg(feature = "vosk")]
+    if let (Some(lc), Some(v)) = (&cfg.kiosk.listen, &voice) {
+        extra_threads.push(crate::speech::start_listener(
+            lc.clone(),
+            v.clone(),
+            snap_rx.clone(),
+            tx.clone(),
+            present_flag.clone(),
+            readers.stop.clone(),
+        ));
+    }
+    #[cfg(not(feature = "vosk"))]
+    let _ = &present_flag;
+    let kiosk = std::sync::Arc::new(crate::ui::kiosk::KioskState::new(cfg.kiosk.language, voice));
+    let mut reader_threads = readers.threads;
+    reader_threads.extend(extra_threads);
     let handle = Handle {
         tx,
         snapshot: snap_rx,
@@ -529,6 +570,10 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         scene: readers.scene.clone(),
         pay_qr,
         face,
+        kiosk,
+        journal: core.journal.reader(),
+        machine_id: cfg.machine.id.clone(),
+        day_offset_s: cfg.day_offset_s,
     };
     Ok(Started {
         handle,
@@ -539,7 +584,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         panel_stop: stop,
         link,
         readers_stop: readers.stop,
-        reader_threads: readers.threads,
+        reader_threads,
     })
 }
 

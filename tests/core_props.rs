@@ -2736,3 +2736,63 @@ fn face_enrolment_and_erasure_are_journaled_and_a_face_pays_like_the_linked_acco
         Some("deny_listed")
     );
 }
+
+#[test]
+fn an_operator_test_vend_runs_one_motor_in_service_mode_and_books_what_dropped() {
+    let mut r = Rig::new(CoreConfig::default());
+    let test = |slot: &str| Input::TestVend { slot: sid_of(slot) };
+    assert_eq!(
+        r.try_send(test("A1")).err().map(|e| e.code),
+        Some("door_closed")
+    );
+    r.send(Input::Door { open: true });
+    assert_eq!(
+        r.try_send(Input::TestVend {
+            slot: SlotId::parse("F9").unwrap()
+        })
+        .err()
+        .map(|e| e.code),
+        Some("unknown_slot")
+    );
+    let before = r.stock("A1");
+    let out = r.send(test("A1"));
+    let j = out
+        .iter()
+        .position(
+            |c| matches!(c, Command::Journal(st) if matches!(st.record, Record::TestVend { .. })),
+        )
+        .expect("intent journaled");
+    let m = out
+        .iter()
+        .position(|c| matches!(c, Command::RunMotor { sid: 0, .. }))
+        .expect("motor");
+    assert!(j < m, "the intent is durable before the motor runs");
+    assert_eq!(r.try_send(test("A2")).err().map(|e| e.code), Some("busy"));
+    r.send(Input::VendDone {
+        sid: 0,
+        item: 0,
+        attempt: 1,
+        outcome: delivered(),
+        motor_ms: 900,
+    });
+    assert_eq!(
+        r.stock("A1"),
+        before - 1,
+        "the test item came off the count"
+    );
+    assert!(r.ctl.last_test_vend().is_some());
+    // A jam faults the slot, as in a sale.
+    r.send(test("A2"));
+    r.send(Input::VendDone {
+        sid: 0,
+        item: 0,
+        attempt: 1,
+        outcome: VendOutcome::Jammed,
+        motor_ms: 3000,
+    });
+    assert!(r.ctl.state().catalog.slots[&sid_of("A2")].fault.is_some());
+    assert!(r
+        .records()
+        .iter()
+        .any(|rec| matches!(rec, Record::TestVendResult { .. })));
+}

@@ -95,3 +95,44 @@ fn the_daemon_notifies_ready_pets_the_watchdog_and_says_stopping() {
     );
     assert!(seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:?}");
 }
+
+#[test]
+fn the_kiosk_browser_unit_runs_chromium_in_kiosk_mode_on_loopback_only() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/vendd-kiosk.service"
+    ))
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    for flag in [
+        "--kiosk",
+        "--noerrdialogs",
+        "--touch-events=enabled",
+        "--disable-pinch",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-quic",
+    ] {
+        assert!(exec.split_whitespace().any(|w| w == flag), "lacks {flag}");
+    }
+    let urls: Vec<&str> = exec
+        .split_whitespace()
+        .filter(|w| w.starts_with("http"))
+        .collect();
+    assert_eq!(urls, ["http://127.0.0.1:8080/"], "loopback only");
+    // The README gives the same launch line.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(
+            exec.trim_end_matches(" http://127.0.0.1:8080/")
+                .split(" --user-data-dir")
+                .next()
+                .unwrap()
+        ),
+        "README lacks the launch line"
+    );
+}

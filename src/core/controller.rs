@@ -138,6 +138,9 @@ pub struct Controller {
     online: bool,
     prompt: Prompt,
     receipt: Option<Receipt>,
+    /// The operator's test vend running (slot, started), and the last one's outcome.
+    test_vend: Option<(SlotId, Millis)>,
+    last_test_vend: Option<(SlotId, VendOutcome)>,
     last_decline: Option<DeclineReason>,
 }
 
@@ -158,8 +161,16 @@ impl Controller {
             online: false,
             prompt: Prompt::Welcome,
             receipt: None,
+            test_vend: None,
+            last_test_vend: None,
             last_decline: None,
         }
+    }
+
+    /// The last operator test vend's slot and outcome (None before the first or while one
+    /// runs).
+    pub fn last_test_vend(&self) -> Option<&(SlotId, VendOutcome)> {
+        self.last_test_vend.as_ref()
     }
 
     /// Durable state.
@@ -563,7 +574,29 @@ impl Controller {
                     VendOutcome::Delivered { drops: 0 } => VendOutcome::NoDrop,
                     other => other,
                 };
-                if self.phase == (Phase::Vending { item, attempt }) && self.sid() == Some(sid) {
+                if sid == 0 && self.test_vend.is_some() {
+                    let (slot, _) = self.test_vend.take().expect("checked");
+                    self.emit(
+                        &mut out,
+                        now,
+                        Record::TestVendResult {
+                            slot: slot.clone(),
+                            outcome: outcome.clone(),
+                        },
+                    );
+                    let fault = match &outcome {
+                        VendOutcome::Jammed => Some("jammed"),
+                        VendOutcome::HomeSwitchStuck => Some("home switch stuck"),
+                        VendOutcome::DeviceError { .. } => Some("device error"),
+                        _ => None,
+                    };
+                    if let Some(reason) = fault {
+                        self.fault_slot(&mut out, now, &slot, reason);
+                    }
+                    self.last_test_vend = Some((slot, outcome));
+                } else if self.phase == (Phase::Vending { item, attempt })
+                    && self.sid() == Some(sid)
+                {
                     self.vend_result(&mut out, now, item, attempt, outcome, motor_ms);
                 } else {
                     self.late_vend(&mut out, now, sid, item, attempt, outcome);
@@ -746,6 +779,33 @@ impl Controller {
                         proof,
                     },
                 );
+            }
+            Input::TestVend { slot } => {
+                if !self.state.door_open {
+                    return Err(Reject::new(
+                        "door_closed",
+                        "a test vend runs in service mode: open the service door first",
+                    ));
+                }
+                if self.phase != Phase::Idle {
+                    return Err(Reject::new("busy", "a sale is open"));
+                }
+                // An unanswered test vend blocks the next one for the vend watchdog's time.
+                if self.test_vend.as_ref().is_some_and(|(_, at)| {
+                    now.saturating_sub(*at) < self.cfg.timeouts.vend_watchdog
+                }) {
+                    return Err(Reject::new("busy", "a test vend is running"));
+                }
+                self.operator_slot(&slot)?;
+                self.emit(&mut out, now, Record::TestVend { slot: slot.clone() });
+                self.test_vend = Some((slot.clone(), now));
+                self.last_test_vend = None;
+                out.push(Command::RunMotor {
+                    sid: 0,
+                    item: 0,
+                    attempt: 1,
+                    slot,
+                });
             }
             Input::FaceErased { account, by } => {
                 check_account(&account)?;

@@ -63,6 +63,12 @@ pub enum Input {
         /// How the account was proved.
         proof: PaymentMethod,
     },
+    /// Operator (service mode, door open): run one slot's motor once with no sale, to check
+    /// the spiral; answered by a [`Input::VendDone`] with session 0.
+    TestVend {
+        /// Slot.
+        slot: SlotId,
+    },
     /// Erase a face enrolment (the shopper at the kiosk, or the operator).
     FaceErased {
         /// The account.

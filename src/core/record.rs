@@ -443,6 +443,18 @@ pub enum Record {
         /// How the account was proved.
         proof: PaymentMethod,
     },
+    /// An operator test vend is about to run a slot's motor (durable before it runs).
+    TestVend {
+        /// Slot.
+        slot: SlotId,
+    },
+    /// The outcome of an operator test vend (what dropped comes off the stock count).
+    TestVendResult {
+        /// Slot.
+        slot: SlotId,
+        /// Outcome.
+        outcome: VendOutcome,
+    },
     /// A face enrolment was erased.
     FaceErased {
         /// The account.
@@ -482,6 +494,8 @@ impl Record {
             Record::DenyList { .. } => "deny_list",
             Record::FaceEnrolled { .. } => "face_enrolled",
             Record::FaceErased { .. } => "face_erased",
+            Record::TestVend { .. } => "test_vend",
+            Record::TestVendResult { .. } => "test_vend_result",
             Record::RemoteCommand { .. } => "remote_command",
             Record::OfflineUploaded { .. } => "offline_uploaded",
             Record::Refund { .. } => "refund",

@@ -496,6 +496,8 @@ impl State {
                 self.face_enrolled
                     .insert(account.clone(), masked_name.clone());
             }
+            Record::TestVend { .. } => {}
+            Record::TestVendResult { slot, outcome } => self.take_drops(slot, outcome),
             Record::FaceErased { account, .. } => {
                 self.face_enrolled.remove(account);
             }

@@ -778,6 +778,8 @@ impl Reporter {
             | Record::DenyList { .. }
             | Record::FaceEnrolled { .. }
             | Record::FaceErased { .. }
+            | Record::TestVend { .. }
+            | Record::TestVendResult { .. }
             | Record::RemoteCommand { .. }
             | Record::OfflineUploaded { .. }
             | Record::Unlock { .. } => None,

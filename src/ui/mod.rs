@@ -4,7 +4,9 @@
 
 pub mod error;
 mod face;
+pub mod kiosk;
 mod pay;
+pub mod service;
 pub mod view;
 
 use crate::core::{Input, PaymentMethod, SlotId};
@@ -58,7 +60,23 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/face", get(face::status))
         .route("/api/face/enrol", post(face::enrol))
         .route("/api/face/erase", post(face::erase))
-        .route("/api/face/cancel", post(face::cancel));
+        .route("/api/face/cancel", post(face::cancel))
+        .route("/", get(kiosk::index))
+        .route("/kiosk.js", get(kiosk::kiosk_js))
+        .route("/kiosk.css", get(kiosk::kiosk_css))
+        .route("/service", get(kiosk::service))
+        .route("/service.js", get(kiosk::service_js))
+        .route("/api/i18n/{lang}", get(kiosk::i18n))
+        .route("/api/kiosk", get(kiosk::kiosk))
+        .route("/api/kiosk/language", post(kiosk::set_language))
+        .route("/api/kiosk/repeat", post(kiosk::repeat))
+        .route("/api/kiosk/screen", post(kiosk::screen))
+        .route("/api/kiosk/listen", post(kiosk::listen))
+        .route("/api/receipt", get(kiosk::receipt))
+        .route("/api/receipt.png", get(kiosk::receipt_png))
+        .route("/api/service/sessions", get(service::sessions))
+        .route("/api/service/test-vend", post(service_test_vend))
+        .route("/api/service/camera.jpg", get(service::camera));
     if handle.sim.is_some() {
         r = r
             .route("/sim/credential", post(sim_credential))
@@ -73,7 +91,9 @@ pub fn router(handle: Handle) -> Router {
                 "/sim/camera/show",
                 post(pay::sim_show).layer(DefaultBodyLimit::max(SIM_IMAGE_LIMIT)),
             )
-            .route("/sim/camera/clear", post(pay::sim_clear));
+            .route("/sim/camera/clear", post(pay::sim_clear))
+            .route("/sim", get(kiosk::sim))
+            .route("/sim.js", get(kiosk::sim_js));
     }
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -253,6 +273,21 @@ async fn service_enable(State(h): State<Handle>, ApiJson(b): ApiJson<SlotEnable>
         },
     )
     .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestVendBody {
+    slot: SlotId,
+}
+
+/// `POST /api/service/test-vend {"slot":"A3"}`: service mode (door open) — run the slot's
+/// motor once with no sale; the outcome shows as `last_test_vend` in the session.
+async fn service_test_vend(
+    State(h): State<Handle>,
+    ApiJson(b): ApiJson<TestVendBody>,
+) -> ApiResult {
+    send(&h, Input::TestVend { slot: b.slot }).await
 }
 
 async fn service_clear_fault(State(h): State<Handle>, ApiJson(b): ApiJson<SlotOnly>) -> ApiResult {

@@ -39,6 +39,9 @@ pub struct SessionView {
     pub items: Vec<ItemView>,
     /// Current prompt.
     pub prompt: Prompt,
+    /// The prompt's catalogue entry and its arguments (what the page shows and the voice
+    /// says): `{"id": "declined.over_floor_limit", "args": {"amount": 200}}`.
+    pub prompt_key: serde_json::Value,
     /// Milliseconds until the current phase times out.
     pub deadline_in_ms: Option<u64>,
     /// The shopper was warned of the time-out.
@@ -53,6 +56,8 @@ pub struct SessionView {
     pub online: bool,
     /// Service door open?
     pub door_open: bool,
+    /// The last operator test vend: slot and outcome.
+    pub last_test_vend: Option<(String, crate::core::VendOutcome)>,
     /// Last journal sequence number written.
     pub journal_seq: u64,
 }
@@ -193,6 +198,10 @@ pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
         currency: cat.currency.to_string(),
         items,
         prompt: ctl.prompt().clone(),
+        prompt_key: {
+            let (id, args) = crate::voice::catalog::prompt_key(ctl.prompt());
+            serde_json::json!({"id": id, "args": args.to_json()})
+        },
         deadline_in_ms: ctl.deadline().map(|d| d.saturating_sub(now)),
         warned: ctl.warned(),
         receipt: ctl.receipt().cloned(),
@@ -200,6 +209,9 @@ pub fn snapshot(ctl: &Controller, now: Millis, journal_seq: u64) -> Snapshot {
         paying_by: ctl.pending_method(),
         online: ctl.online(),
         door_open: st.door_open,
+        last_test_vend: ctl
+            .last_test_vend()
+            .map(|(s, o)| (s.to_string(), o.clone())),
         journal_seq,
     };
     let catalog = CatalogView {
