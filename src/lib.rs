@@ -17,10 +17,12 @@
 pub mod camera;
 pub mod config;
 pub mod core;
+pub mod dex;
 pub mod face;
 pub mod facepay;
 pub mod hw;
 pub mod journal;
+pub mod metrics;
 pub mod nfc;
 pub mod payment;
 pub mod qr;

@@ -91,6 +91,11 @@ pub struct Handle {
     pub machine_id: String,
     /// Seconds east of UTC (the local day of "sales today").
     pub day_offset_s: i64,
+    /// What the core loop measured (`/metrics`).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// How voice commands are triggered (`presence`, `push`, `always`; None: no voice
+    /// commands), for the page's push-to-talk button.
+    pub listen_trigger: Option<&'static str>,
 }
 
 /// The dynamic merchant-presented QR of the current checkout.
@@ -198,15 +203,25 @@ struct CoreLoop {
     auth: Option<mpsc::UnboundedSender<AuthRequest>>,
     /// The face gallery (None when face pay is off).
     face: Option<std::sync::Arc<crate::facepay::FaceDesk>>,
+    /// What `/metrics` shows.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// When each session's online authorisation was asked for.
+    auth_started: std::collections::HashMap<SessionId, std::time::Instant>,
 }
 
 impl CoreLoop {
     /// Carries out commands in order; durable journal before any acting command.
     fn execute(&mut self, cmds: Vec<Command>) -> Result<(), JournalError> {
         let mut acting = Vec::new();
+        let commits = self.journal.commits();
         // Acting commands are collected in order and dispatched right after the commit that
         // precedes them; dispatch itself only queues work for device threads.
         let last = self.journal.write_ahead(cmds, |c| acting.push(c))?;
+        if self.journal.commits() != commits {
+            self.metrics
+                .journal_commit
+                .observe(self.journal.last_commit_duration());
+        }
         if let Some(seq) = last {
             self.last_seq = seq;
         }
@@ -252,6 +267,7 @@ impl CoreLoop {
                 credential,
             } => match &self.auth {
                 Some(link) => {
+                    self.auth_started.insert(sid, std::time::Instant::now());
                     let _ = link.send(AuthRequest {
                         sid,
                         amount,
@@ -324,13 +340,23 @@ impl CoreLoop {
     /// Handles one input plus the follow-ups it causes.
     fn input(&mut self, input: Input) -> Result<Result<Ack, Reject>, JournalError> {
         let now = now_ms();
+        if let Input::AuthResult { sid, .. } = &input {
+            if let Some(t) = self.auth_started.remove(sid) {
+                self.metrics.auth_latency.observe(t.elapsed());
+            }
+        }
         let res = self.ctl.handle_input(now, input);
         let out = match res {
             Ok(cmds) => {
                 self.execute(cmds)?;
                 Ok(Ack { seq: self.last_seq })
             }
-            Err(rej) => Err(rej),
+            Err(rej) => {
+                self.metrics
+                    .rejected_inputs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(rej)
+            }
         };
         while let Some(next) = self.follow_ups.pop_front() {
             if let Ok(cmds) = self.ctl.handle_input(now_ms(), next) {
@@ -459,6 +485,8 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         last_seq: 0,
         auth: None,
         face: None,
+        metrics: std::sync::Arc::new(crate::metrics::Metrics::default()),
+        auth_started: std::collections::HashMap::new(),
     };
     core.execute(boot)?;
     core.journal.checkpoint(core.ctl.state())?;
@@ -574,6 +602,12 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         journal: core.journal.reader(),
         machine_id: cfg.machine.id.clone(),
         day_offset_s: cfg.day_offset_s,
+        metrics: core.metrics.clone(),
+        listen_trigger: cfg.kiosk.listen.as_ref().map(|l| match l.trigger {
+            crate::speech::Trigger::Presence => "presence",
+            crate::speech::Trigger::PushToTalk => "push",
+            crate::speech::Trigger::Always => "always",
+        }),
     };
     Ok(Started {
         handle,

@@ -5,6 +5,7 @@ mod broker;
 mod common;
 mod core_props;
 mod crash;
+mod dex;
 mod e2e;
 mod emvco;
 mod face_models;

@@ -209,6 +209,23 @@ fn a_purchase_driven_only_by_voice_commands() {
         );
     }
 
+    // Volume and the page's own screens, through the API.
+    assert_eq!(d.post("/api/kiosk/volume", json!({"percent": 101})).0, 422);
+    assert_eq!(d.post("/api/kiosk/volume", json!({"percent": 50})).0, 200);
+    assert_eq!(voice(&d)["volume"], 50);
+    let (st, b) = d.post("/api/kiosk/screen", json!({"id": "ui.pay"}));
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (404, Some("unknown_screen"))
+    );
+    assert_eq!(
+        d.post("/api/kiosk/screen", json!({"id": "screen.help"})).0,
+        200
+    );
+    wait_voice(&d, "said the help screen", 10, |v| {
+        v["last_spoken"]["id"] == "screen.help"
+    });
+
     // The prompts, written to WAV: each utterance is real, non-silent audio.
     let mut files: Vec<PathBuf> = std::fs::read_dir(&out)
         .expect("speaker output")

@@ -330,11 +330,21 @@ $("#lang").addEventListener("click", () => {
 });
 $("#extend").addEventListener("click", () => act("POST", "/api/extend"));
 $("#repeat").addEventListener("click", () => api("POST", "/api/kiosk/repeat"));
+$("#talk").addEventListener("click", () => api("POST", "/api/kiosk/listen"));
+async function nudgeVolume(step) {
+  const k = await api("GET", "/api/kiosk");
+  const now = k.data && k.data.voice ? k.data.voice.volume : 80;
+  await api("POST", "/api/kiosk/volume", { percent: Math.max(0, Math.min(100, now + step)) });
+}
+$("#vol-down").addEventListener("click", () => nudgeVolume(-20));
+$("#vol-up").addEventListener("click", () => nudgeVolume(20));
 setInterval(() => { if (S.session && S.session.warned) render(); }, 1000);
 
 (async () => {
   const k = await api("GET", "/api/kiosk");
   const lang = new URLSearchParams(location.search).get("lang") || (k.data && k.data.language) || "en";
+  if (k.data && !k.data.voice) { $("#vol-down").hidden = true; $("#vol-up").hidden = true; $("#repeat").hidden = true; }
+  if (k.data && k.data.listen === "push") $("#talk").hidden = false;
   await Promise.all([refreshCatalog(), refreshFace()]);
   await loadStrings(lang);
   listen();

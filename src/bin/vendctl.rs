@@ -53,6 +53,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = journal::Format::Table)]
         format: journal::Format,
     },
+    /// The DEX/EVA-DTS audit file (EVA-DTS 6.x) from the journal: counters, selections,
+    /// events, CRC. Reads the journal directly (the daemon must be stopped, as for `sales`).
+    Dex {
+        /// The machine's configuration (identity: serial, model, location).
+        #[arg(long, default_value = "/etc/vendd/vendd.toml")]
+        config: PathBuf,
+        /// Write the file here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Make an operator key pair: the secret key file (mode 0600) and its public key.
     Keygen(keygen::KeygenArgs),
     /// Sign a command, send it to a machine over MQTT and print its result.
@@ -82,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Command::Journal { cmd } => journal::journal(&cli.state_dir, cmd),
         Command::Sales { format } => journal::sales(&cli.state_dir, format),
+        Command::Dex { config, out } => journal::dex(&cli.state_dir, &config, out.as_deref()),
         Command::Keygen(a) => keygen::run(&a),
         Command::Cmd(a) => cmd::run(a),
         Command::Monitor(a) => monitor::run(a),

@@ -123,6 +123,7 @@ pub(super) async fn kiosk(State(h): State<Handle>) -> ApiResult {
         "default_language": k.default_lang.as_str(),
         "languages": ["en", "zh"],
         "voice": k.voice.as_ref().map(|v| v.status()),
+        "listen": h.listen_trigger,
     })))
 }
 
@@ -288,6 +289,29 @@ pub(super) async fn screen(
     }
     voice(&h)?.say(&b.id, crate::voice::catalog::Args::new());
     Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VolumeBody {
+    percent: u8,
+}
+
+/// `POST /api/kiosk/volume {"percent": 60}`: the shopper's volume (0–100 %).
+pub(super) async fn volume(
+    State(h): State<Handle>,
+    super::error::ApiJson(b): super::error::ApiJson<VolumeBody>,
+) -> ApiResult {
+    if b.percent > 100 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_volume",
+            "volume is 0 to 100 (%)",
+        ));
+    }
+    let v = voice(&h)?;
+    v.set_volume(b.percent);
+    Ok(Json(json!({"ok": true, "volume": b.percent})))
 }
 
 /// `POST /api/kiosk/listen`: push-to-talk — listen for voice commands for the next 8 s.

@@ -40,6 +40,7 @@ type ApiResult = Result<Json<Value>, ApiError>;
 pub fn router(handle: Handle) -> Router {
     let mut r = Router::new()
         .route("/api/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/api/catalog", get(catalog))
         .route("/api/session", get(session))
         .route("/api/events", get(events))
@@ -72,6 +73,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/kiosk/repeat", post(kiosk::repeat))
         .route("/api/kiosk/screen", post(kiosk::screen))
         .route("/api/kiosk/listen", post(kiosk::listen))
+        .route("/api/kiosk/volume", post(kiosk::volume))
         .route("/api/receipt", get(kiosk::receipt))
         .route("/api/receipt.png", get(kiosk::receipt_png))
         .route("/api/service/sessions", get(service::sessions))
@@ -130,6 +132,24 @@ async fn health(State(h): State<Handle>) -> Json<Value> {
         "simulate": h.sim.is_some(),
         "mqtt": mqtt,
     }))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(h): State<Handle>) -> impl IntoResponse {
+    let link = h.link.as_ref().map(|l| l.borrow().clone());
+    let body = crate::metrics::render(
+        &h.snapshot.borrow(),
+        &h.metrics,
+        link.as_ref(),
+        &h.readers.report(),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn catalog(State(h): State<Handle>) -> Json<Value> {

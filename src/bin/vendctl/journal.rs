@@ -126,3 +126,20 @@ pub(crate) fn sales(state_dir: &Path, format: Format) -> anyhow::Result<ExitCode
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn dex(state_dir: &Path, config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cfg = vendd::config::Config::load(config)?;
+    let j = open(state_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let text = vendd::dex::from_journal(&j, &cfg, now)?;
+    // Our own checks before anything leaves: CRC-16/ARC over ST..G85 and the SE count.
+    vendd::dex::parse(&text)?.verify()?;
+    match out {
+        Some(p) => std::fs::write(p, &text)?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
