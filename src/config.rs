@@ -69,8 +69,10 @@ struct RawConfig {
     merchant_qr: Option<Spanned<RawMerchantQr>>,
     #[serde(default)]
     face: Option<Spanned<RawFace>>,
+    // Not `Spanned`: `[kiosk.voice]` alone (no `[kiosk]` line) is an implicit table, which
+    // toml cannot give a span for.
     #[serde(default)]
-    kiosk: Option<Spanned<RawKiosk>>,
+    kiosk: Option<RawKiosk>,
     planogram: RawPlanogram,
 }
 
@@ -1012,12 +1014,13 @@ impl Config {
 
 fn kiosk_config(
     cx: &Ctx<'_>,
-    kiosk: Option<Spanned<RawKiosk>>,
+    kiosk: Option<RawKiosk>,
     base: Option<&Path>,
 ) -> Result<KioskConfig, ConfigError> {
     use crate::speech::{ListenConfig, Mic, Output, Trigger, VoiceConfig};
     use crate::voice::catalog::Lang;
-    let (span, k) = take(kiosk);
+    let span = find(cx.text, "[kiosk");
+    let k = kiosk.unwrap_or_default();
     let err = |key: &str, msg: &str| cx.err_at(span.clone(), key, format!("kiosk.{key}"), msg);
     let language = match k.language.as_deref() {
         None => Lang::En,

@@ -18,6 +18,7 @@ pub mod camera;
 pub mod config;
 pub mod core;
 pub mod dex;
+pub mod doctor;
 pub mod face;
 pub mod facepay;
 pub mod hw;

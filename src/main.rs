@@ -45,6 +45,22 @@ enum Cmd {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Is this machine ready to sell? Checks the readers, camera, audio, GPIO, broker,
+    /// clock, disk, journal and models, each with its fix; exit 1 if any fails.
+    Doctor {
+        /// Configuration file (default: the embedded example).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Check the simulated machine and readers, as `vendd simulate` runs them.
+        #[arg(long)]
+        simulate: bool,
+        /// State directory (default: the config's, else /var/lib/vendd).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file; errors name the file, line and field.
     CheckConfig {
         /// Configuration file.
@@ -88,6 +104,34 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        Cmd::Doctor {
+            config,
+            simulate,
+            state_dir,
+            json,
+        } => {
+            let cfg = match &config {
+                Some(f) => Config::load(f)?,
+                None => Config::embedded(),
+            };
+            let dir = state_dir
+                .or(cfg.state_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("/var/lib/vendd"));
+            let checks = vendd::doctor::run(&cfg, &dir, simulate);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                print!("{}", vendd::doctor::render(&checks));
+            }
+            let failed = checks
+                .iter()
+                .any(|c| c.status == vendd::doctor::Status::Fail);
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Cmd::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
             println!(

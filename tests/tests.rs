@@ -6,6 +6,7 @@ mod common;
 mod core_props;
 mod crash;
 mod dex;
+mod doctor;
 mod e2e;
 mod emvco;
 mod face_models;

@@ -168,6 +168,14 @@ impl ModelPaths {
     }
 }
 
+/// Checks the file at `path` against the manifest entry `name` (sha256), without loading it.
+///
+/// # Errors
+/// [`ModelError`]: missing, unreadable or changed file, or a name the manifest lacks.
+pub fn verify_file(name: &str, path: &Path) -> Result<(), ModelError> {
+    read_verified(name, path).map(|_| ())
+}
+
 /// Reads `path` and checks it against the manifest entry `name`.
 fn read_verified(name: &str, path: &Path) -> Result<Vec<u8>, ModelError> {
     let entry = manifest_entry(name)?;
