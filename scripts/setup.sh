@@ -22,9 +22,10 @@ shift || true
 # libasound2-dev (ALSA for voice), espeak-ng and sox (voice prompt clips, synthesised voice
 # commands in tests), python3-pip (models and libvosk come from PyPI), chromium and
 # chromium-driver (the kiosk page tests drive a real headless Chromium) with a Chinese font
-# (fonts-wqy-microhei: 5 MB; a kiosk may prefer fonts-noto-cjk).
+# (fonts-wqy-microhei: 5 MB; a kiosk may prefer fonts-noto-cjk); patchelf for the Debian
+# package (scripts/package.sh points the binaries at /usr/lib/vendd for libvosk).
 APT_PACKAGES=(build-essential pkg-config libclang-dev nasm systemd mosquitto mosquitto-clients openssl
-  libasound2-dev espeak-ng sox python3-pip unzip chromium chromium-driver fonts-wqy-microhei)
+  libasound2-dev espeak-ng sox python3-pip unzip chromium chromium-driver fonts-wqy-microhei patchelf)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -29,6 +29,7 @@ pub mod payment;
 pub mod qr;
 pub mod readers;
 pub mod report;
+pub mod reports;
 pub mod runtime;
 pub mod speech;
 pub mod sysd;

@@ -136,6 +136,82 @@ fn the_dex_file_of_a_scripted_day_verifies_and_adds_up_to_the_journal() {
     }
     assert_eq!(by_slot.values().map(|v| v.1).sum::<i64>(), charged);
 
+    // The operator's reports of the same day.
+    let report = |which: &str| -> Value {
+        let (code, out, err) = vendctl(
+            &state,
+            &[
+                "report",
+                which,
+                "--format",
+                "json",
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).expect("json")
+    };
+    let sales = report("sales");
+    assert_eq!(sales["total"], json!({"items": items, "value": charged}));
+    assert_eq!(
+        sales["by_method"]["card"],
+        json!({"items": items, "value": charged})
+    );
+    assert_eq!(sales["by_slot"]["A1"], json!({"items": 2, "value": 320}));
+    assert_eq!(
+        sales["by_product"]["cola"],
+        json!({"items": 2, "value": 320})
+    );
+    assert_eq!(
+        sales["by_product"]["water"],
+        json!({"items": 1, "value": 220})
+    );
+    assert_eq!(
+        sales["by_product"]["chips"],
+        json!({"items": 1, "value": 280})
+    );
+    assert!(
+        sales["by_slot"].get("B4").is_none(),
+        "the jammed item was not sold"
+    );
+    let days = sales["by_day"].as_object().unwrap();
+    assert_eq!(days.len(), 1);
+    let refill = report("refill");
+    let bring = |slot: &str| {
+        refill["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["slot"] == slot)
+            .map(|l| (l["bring"].as_u64().unwrap(), l["fault"].clone()))
+    };
+    assert_eq!(bring("A1"), Some((2, Value::Null)));
+    assert_eq!(bring("B2").map(|b| b.0), Some(1));
+    assert_eq!(bring("A2"), None, "full and fine: nothing to bring");
+    assert!(
+        bring("B4").is_some_and(|b| b.1.is_string()),
+        "the jammed slot is listed"
+    );
+    assert_eq!(refill["by_product"]["cola"], 2);
+    let faults = report("faults");
+    assert!(faults
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["slot"] == "B4" && f["event"] == "faulted"));
+    assert_eq!(report("refunds"), json!([]));
+    let (code, csv, _) = vendctl(
+        &state,
+        &["report", "sales", "--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(code, 0);
+    assert!(csv.starts_with("by,key,items,value_minor\n"), "{csv}");
+    assert!(
+        csv.contains(&format!("total,,{items},{charged}\n")),
+        "{csv}"
+    );
+
     // The independent checker.
     match Command::new("python3")
         .arg(concat!(

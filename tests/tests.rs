@@ -14,6 +14,7 @@ mod face_pay;
 mod kiosk_page;
 mod mqtt;
 mod mqtt_session;
+mod package;
 mod payments;
 mod qr_corpus;
 mod systemd;

@@ -53,6 +53,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = journal::Format::Table)]
         format: journal::Format,
     },
+    /// Operator reports from the journal: `sales` (by slot, product, payment method and
+    /// day), `refill` (what to bring to this machine), `faults`, `refunds`.
+    Report {
+        /// Which report.
+        #[arg(value_parser = ["sales", "refill", "faults", "refunds"])]
+        which: String,
+        /// Output format.
+        #[arg(long, value_parser = ["json", "csv"], default_value = "csv")]
+        format: String,
+        /// The machine's configuration (its day offset and planogram).
+        #[arg(long, default_value = "/etc/vendd/vendd.toml")]
+        config: PathBuf,
+    },
     /// The DEX/EVA-DTS audit file (EVA-DTS 6.x) from the journal: counters, selections,
     /// events, CRC. Reads the journal directly (the daemon must be stopped, as for `sales`).
     Dex {
@@ -92,6 +105,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Command::Journal { cmd } => journal::journal(&cli.state_dir, cmd),
         Command::Sales { format } => journal::sales(&cli.state_dir, format),
+        Command::Report {
+            which,
+            format,
+            config,
+        } => journal::report(&cli.state_dir, &config, &which, &format),
         Command::Dex { config, out } => journal::dex(&cli.state_dir, &config, out.as_deref()),
         Command::Keygen(a) => keygen::run(&a),
         Command::Cmd(a) => cmd::run(a),

@@ -143,3 +143,32 @@ pub(crate) fn dex(state_dir: &Path, config: &Path, out: Option<&Path>) -> anyhow
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn report(
+    state_dir: &Path,
+    config: &Path,
+    which: &str,
+    format: &str,
+) -> anyhow::Result<ExitCode> {
+    let cfg = vendd::config::Config::load(config)?;
+    let j = open(state_dir)?;
+    let fresh = vendd::core::State::new(cfg.catalog.clone(), cfg.day_offset_s);
+    let (state, _) = j.load_state(fresh)?;
+    let mut records = Vec::new();
+    for r in j.iter_from(1) {
+        records.push(r?.1);
+    }
+    let reports = vendd::reports::build(records.iter(), &state.catalog, cfg.day_offset_s);
+    if format == "json" {
+        let v = reports
+            .json(which)
+            .ok_or_else(|| anyhow::anyhow!("unknown report {which}"))?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let text = reports
+            .csv(which)
+            .ok_or_else(|| anyhow::anyhow!("unknown report {which}"))?;
+        print!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
