@@ -136,6 +136,7 @@ impl Fixture {
             rows: cfg.machine.rows,
             cols: cfg.machine.cols,
             config_path: None,
+            dex: None,
         };
         let mqtt = mqtt_section();
         let mut reporter = Reporter::new(ReporterConfig {

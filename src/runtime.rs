@@ -89,6 +89,10 @@ pub struct Handle {
     pub journal: crate::journal::JournalReader,
     /// Machine id (receipts).
     pub machine_id: String,
+    /// Identity for the DEX file, and the currency.
+    pub machine: crate::config::Machine,
+    /// The currency.
+    pub currency: crate::core::Currency,
     /// Seconds east of UTC (the local day of "sales today").
     pub day_offset_s: i64,
     /// What the core loop measured (`/metrics`).
@@ -503,6 +507,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
                 rows: cfg.machine.rows,
                 cols: cfg.machine.cols,
                 config_path: (cfg.file != "<embedded>").then(|| PathBuf::from(&cfg.file)),
+                dex: Some((cfg.machine.clone(), cfg.day_offset_s)),
             };
             let (status_tx, status_rx) = watch::channel(LinkStatus::default());
             let (auth_tx, auth_rx) = mpsc::unbounded_channel();
@@ -601,6 +606,8 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         kiosk,
         journal: core.journal.reader(),
         machine_id: cfg.machine.id.clone(),
+        machine: cfg.machine.clone(),
+        currency: cfg.catalog.currency,
         day_offset_s: cfg.day_offset_s,
         metrics: core.metrics.clone(),
         listen_trigger: cfg.kiosk.listen.as_ref().map(|l| match l.trigger {

@@ -54,6 +54,17 @@ fn the_dex_file_of_a_scripted_day_verifies_and_adds_up_to_the_journal() {
     assert_eq!(d.post("/sim/door", json!({"open": true})).0, 200);
     assert_eq!(d.post("/sim/door", json!({"open": false})).0, 200);
 
+    // The service page's DEX link: the same file from the running daemon.
+    let live = ureq::get(&d.url("/api/service/dex"))
+        .call()
+        .expect("dex")
+        .into_string()
+        .expect("text");
+    let lf = vendd::dex::parse(&live).expect("parses");
+    lf.verify().expect("verifies");
+    let lva1 = lf.va1().unwrap().expect("VA1");
+    assert_eq!((lva1.count_init, lva1.value_init), (items, charged));
+
     // The Prometheus metrics of the same day.
     let metrics = ureq::get(&d.url("/metrics"))
         .call()

@@ -910,6 +910,11 @@ mod commands {
                 "{a}"
             );
         }
+        // The DEX/EVA-DTS file comes with it, and verifies.
+        let dex = vendd::dex::parse(a["dex"].as_str().expect("dex text")).expect("parses");
+        dex.verify().expect("CRC and segment count");
+        let va1 = dex.va1().unwrap().expect("VA1");
+        assert_eq!((va1.count_init, va1.value_init), (1, 160));
 
         // reload_config: a broken file changes nothing and the answer names file and line.
         let good = std::fs::read_to_string(&op.cfg).unwrap();

@@ -115,6 +115,42 @@ pub fn from_journal(
     ))
 }
 
+/// The DEX file of a running machine, from a reader of its journal: every record replayed
+/// onto a fresh state (the first record is the planogram), so the counters are the
+/// journal's own.
+///
+/// # Errors
+/// A damaged journal record.
+pub fn from_reader(
+    reader: &crate::journal::JournalReader,
+    machine: &crate::config::Machine,
+    currency: crate::core::Currency,
+    day_offset_s: i64,
+    now_ms: u64,
+) -> crate::journal::Result<String> {
+    let empty = crate::core::Catalog {
+        currency,
+        products: Default::default(),
+        slots: Default::default(),
+    };
+    let mut state = crate::core::State::new(empty, day_offset_s);
+    let mut records = Vec::new();
+    for r in reader.iter_from(1) {
+        let st = r?.1;
+        state.apply(&st);
+        records.push(st);
+    }
+    let mut events = DexEvents::from_journal(records.iter(), 20);
+    events.door_open_now = state.door_open;
+    Ok(export(
+        &identity(machine, day_offset_s),
+        &state.catalog,
+        &state.counters,
+        &events,
+        now_ms,
+    ))
+}
+
 /// The DEX identity of a configured machine.
 pub fn identity(machine: &crate::config::Machine, day_offset_s: i64) -> DexIdentity {
     // DXS communication id: three letters and seven digits by convention ("VND" + the

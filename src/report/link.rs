@@ -105,6 +105,9 @@ pub struct Identity {
     pub cols: u8,
     /// The configuration file (None: the embedded configuration), for `reload_config`.
     pub config_path: Option<std::path::PathBuf>,
+    /// Serial, model, location (the DEX file's ID1) and the day offset (None: no DEX in
+    /// the `audit` report).
+    pub dex: Option<(crate::config::Machine, i64)>,
 }
 
 /// Why the link cannot start.
@@ -725,6 +728,11 @@ impl Link {
             "ts": now,
             "ts_iso": rfc3339_utc_ms(now),
             "counters": counters,
+            "dex": self.id.dex.as_ref().and_then(|(m, offset)| {
+                crate::dex::from_reader(&self.reader, m, self.id.currency, *offset, now)
+                    .map_err(|e| warn!(cause = %e, "cannot build the DEX file"))
+                    .ok()
+            }),
         });
         self.publish_under_root("audit", payload.to_string());
     }

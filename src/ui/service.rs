@@ -123,6 +123,32 @@ pub(super) async fn sessions(State(h): State<Handle>, Query(q): Query<Limit>) ->
     Ok(Json(json!({"sessions": res.0, "today": res.1})))
 }
 
+/// `GET /api/service/dex`: the DEX/EVA-DTS audit file, from the journal.
+pub(super) async fn dex(State(h): State<Handle>) -> Result<Response, ApiError> {
+    let (j, m, c, off) = (
+        h.journal.clone(),
+        h.machine.clone(),
+        h.currency,
+        h.day_offset_s,
+    );
+    let text =
+        tokio::task::spawn_blocking(move || crate::dex::from_reader(&j, &m, c, off, now_ms()))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "dex", e.to_string()))?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "dex", e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=us-ascii"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit.dex\"",
+            ),
+        ],
+        text,
+    )
+        .into_response())
+}
+
 /// `GET /api/service/camera.jpg`: the camera's latest frame (320×240) with the faces the face
 /// thread saw in the last second drawn in; asks the camera to keep a preview for 5 s.
 pub(super) async fn camera(State(h): State<Handle>) -> Result<Response, ApiError> {

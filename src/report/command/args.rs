@@ -247,7 +247,48 @@ impl RemoteCommand {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetPricesArgs {
-    prices: Vec<Value>,
+    #[serde(default)]
+    prices: Option<Vec<Value>>,
+    /// An EVA-DTS price list: `PC1*<selection>*<price>` segments (a bare list, or a whole
+    /// DEX file whose G85 CRC must then verify).
+    #[serde(default)]
+    price_list: Option<String>,
+}
+
+/// The prices of an EVA-DTS price list (PC1 segments: PC101 the selection = slot name,
+/// PC102 the price in minor units). Other segments are ignored; a file with a G85 must
+/// pass its CRC and segment count.
+fn price_list(text: &str) -> Result<Vec<PriceEntry>, String> {
+    if text.contains("G85*") {
+        let f = crate::dex::parse(text).map_err(|e| format!("price_list: {e}"))?;
+        f.verify().map_err(|e| format!("price_list: {e}"))?;
+    }
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("PC1*") else {
+            continue;
+        };
+        let mut el = rest.split('*');
+        let (sel, price) = (el.next().unwrap_or(""), el.next().unwrap_or(""));
+        let slot = SlotId::parse(sel.trim()).map_err(|_| {
+            format!(
+                "price_list line {}: PC101 `{sel}` is not a slot name (A1…)",
+                i + 1
+            )
+        })?;
+        let price: i64 = price.trim().parse().map_err(|_| {
+            format!(
+                "price_list line {}: PC102 `{price}` is not a price in minor units",
+                i + 1
+            )
+        })?;
+        out.push(PriceEntry { slot, price });
+    }
+    if out.is_empty() {
+        return Err("price_list has no PC1 segment".into());
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -337,7 +378,16 @@ pub fn parse_args(name: &str, args: &Value) -> Result<RemoteCommand, CommandErro
     let cmd = match name {
         "set_prices" => {
             let a: SetPricesArgs = from_args(args).map_err(bad)?;
-            let prices: Vec<PriceEntry> = entries("prices", &a.prices).map_err(bad)?;
+            let prices: Vec<PriceEntry> = match (&a.prices, &a.price_list) {
+                (Some(p), None) => entries("prices", p).map_err(bad)?,
+                (None, Some(t)) => price_list(t).map_err(bad)?,
+                _ => {
+                    return Err(bad(
+                        "give either prices (a list) or price_list (EVA-DTS PC1 segments)"
+                            .to_string(),
+                    ))
+                }
+            };
             check_list("prices", prices.iter().map(|p| &p.slot)).map_err(bad)?;
             for p in &prices {
                 check_amount(&format!("price of {}", p.slot), p.price, 0).map_err(bad)?;

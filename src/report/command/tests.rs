@@ -685,7 +685,7 @@ fn bad_args() -> Vec<(&'static str, Value, &'static str)> {
     let mut empty = planogram_args();
     empty["catalog"]["slots"] = json!({});
     vec![
-        ("set_prices", json!({}), "missing field `prices`"),
+        ("set_prices", json!({}), "either prices"),
         ("set_prices", json!({"prices": []}), "empty"),
         (
             "set_prices",
@@ -1119,4 +1119,60 @@ fn currency_and_catalog_types_come_from_the_core() {
     assert_eq!(catalog.currency, Currency::parse("EUR").unwrap());
     assert!(catalog.problems().is_empty());
     assert!(!catalog.slots[&slot("B2")].enabled);
+}
+
+#[test]
+fn set_prices_also_takes_an_eva_dts_price_list_checked_before_it_applies() {
+    let v = check(
+        &signed(
+            "set_prices",
+            json!({"price_list": "PC1*A1*150\r\nPC1*B2*275*cola\r\n"}),
+        ),
+        "set_prices",
+    )
+    .expect("a bare PC1 list");
+    assert_eq!(
+        v.command,
+        RemoteCommand::SetPrices {
+            prices: vec![
+                PriceEntry {
+                    slot: slot("A1"),
+                    price: 150
+                },
+                PriceEntry {
+                    slot: slot("B2"),
+                    price: 275
+                },
+            ]
+        }
+    );
+    // A whole DEX file: its CRC must hold.
+    let body = "ST*001*0001\r\nPC1*C3*90\r\n";
+    let crc = crate::dex::crc16_arc(body.as_bytes());
+    let file =
+        format!("DXS*VND0000001*VA*V0/6*1\r\n{body}G85*{crc:04X}\r\nSE*4*0001\r\nDXE*1*1\r\n");
+    let v = check(
+        &signed("set_prices", json!({ "price_list": file })),
+        "set_prices",
+    )
+    .expect("a DEX file");
+    assert!(matches!(v.command, RemoteCommand::SetPrices { ref prices } if prices.len() == 1));
+    let broken = file.replace("PC1*C3*90", "PC1*C3*99");
+    for (args, why) in [
+        (json!({ "price_list": broken }), "CRC"),
+        (json!({"price_list": "ST*001*0001\r\n"}), "no PC1"),
+        (json!({"price_list": "PC1*10*100"}), "not a slot name"),
+        (json!({"price_list": "PC1*A1*1.50"}), "not a price"),
+        (json!({"price_list": "PC1*A1*-5"}), "price of A1"),
+        (json!({"price_list": "PC1*A1*100\nPC1*A1*120"}), "twice"),
+        (
+            json!({"prices": [], "price_list": "PC1*A1*100"}),
+            "either prices",
+        ),
+    ] {
+        let err = check(&signed("set_prices", args.clone()), "set_prices")
+            .err()
+            .unwrap_or_else(|| panic!("accepted {args}"));
+        assert!(err.to_string().contains(why), "{args}: {err}");
+    }
 }
