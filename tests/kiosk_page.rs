@@ -141,7 +141,31 @@ fn a_shopper_buys_by_touch_is_declined_is_not_charged_switches_language_and_exte
     b.click("#lang");
     b.wait_text("#prompt", 10, |t| t == en("screen.products"));
 
-    // 5. A time-out warning that is extended: 12 s to shop, warned 5 s before the end.
+    // 5. The card reader stops answering: the page says what it means (pay by code or
+    // face) and offers no card.
+    // The reader breaks: resets do not bring it back.
+    assert_eq!(d.post("/sim/nfc/fault", json!({"fault": "break"})).0, 200);
+    let t = std::time::Instant::now();
+    while d.get("/api/readers")["nfc"]["ok"] != false {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the reader never showed as down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.click("#p-A1");
+    b.click("#pay");
+    b.wait_text("#reader-note", 10, |t| t == en("screen.card_reader_down"));
+    assert!(
+        b.find("#method-card").is_none(),
+        "no card while the reader is down"
+    );
+    b.screenshot(&dir.join("11-reader-down.png"));
+    b.click("#cancel");
+    assert_eq!(d.post("/sim/nfc/fault", json!({"fault": "repair"})).0, 200);
+    b.wait_text("#prompt", 10, |t| t == en("screen.products"));
+
+    // 6. A time-out warning that is extended: 12 s to shop, warned 5 s before the end.
     b.click("#p-A1");
     b.wait_text("#overlay-text", 20, |t| t.contains("Are you still there"));
     b.screenshot(&dir.join("08-timeout-warning.png"));

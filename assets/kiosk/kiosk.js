@@ -9,6 +9,8 @@ const S = {
   catalog: null,
   session: null,
   face: null, // GET /api/face, or null when face pay is not set up
+  readers: null, // GET /api/readers: is the card reader answering?
+  spoken: "", // the page screen last spoken (said once per appearance)
   qrOffered: true,
   local: null, // a local screen: {kind: "enrol_consent"} | {kind: "method", method} | ...
   lastCatalogSeq: -1,
@@ -110,6 +112,11 @@ function listen() {
     }
     if (phaseChanged && s.phase !== "idle" && S.local && S.local.kind !== "method") S.local = null;
     if (phaseChanged && s.phase !== "awaiting_credential" && S.local && S.local.kind === "method") S.local = null;
+    if (phaseChanged) S.spoken = "";
+    if (phaseChanged && s.phase === "awaiting_credential") {
+      const r = await api("GET", "/api/readers");
+      S.readers = r.status === 200 ? r.data : null;
+    }
     render();
   });
   es.onerror = () => { $("#status").textContent = "…"; };
@@ -167,10 +174,22 @@ function shopView() {
   return el("div", { class: "shop" }, el("div", { class: "grid", id: "grid" }, slots.map(productButton)), cart);
 }
 
+// Says one of the page's own screens (not a core prompt) once per appearance.
+function speak(id) {
+  if (S.spoken === id) return;
+  S.spoken = id;
+  api("POST", "/api/kiosk/screen", { id });
+}
+
 function methodsView() {
   const s = S.session;
   const face = S.face && S.face.available;
+  const readerDown = S.readers && S.readers.nfc && !S.readers.nfc.ok;
   const offlineNote = !s.online ? el("p", { id: "offline-note" }, t("screen.offline_card_only")) : null;
+  const readerNote = readerDown ? el("p", { id: "reader-note", class: "result bad" }, t("screen.card_reader_down")) : null;
+  // What it means for the shopper, said as well as shown.
+  if (readerDown) speak("screen.card_reader_down");
+  else if (!s.online) speak("screen.offline_card_only");
   const chosen = S.local && S.local.kind === "method" ? S.local.method : null;
   const tile = (m, label) => el("button", {
     class: "method", id: "method-" + m,
@@ -184,8 +203,9 @@ function methodsView() {
   return el("div", { class: "center" },
     el("div", { class: "total" }, t("ui.total") + " " + money(s.total)),
     el("p", {}, t("screen.choose_method")),
+    readerNote,
     el("div", { class: "methods" },
-      tile("card", t("ui.card")),
+      readerDown ? null : tile("card", t("ui.card")),
       tile("code", t("ui.code")),
       face ? tile("face", t("ui.face")) : null,
       S.qrOffered ? tile("qr", t("ui.qr")) : null),

@@ -255,6 +255,8 @@ struct SimState {
     corrupt_next: u32,
     noise_next: Vec<u8>,
     wedged: bool,
+    /// Broken (a dead chip, a cut cable): silent, and a reset does not help.
+    dead: bool,
     leave_after_reads: Option<u32>,
     flaky: Vec<bool>,
     flaky_pos: usize,
@@ -276,6 +278,7 @@ impl SimState {
             corrupt_next: 0,
             noise_next: Vec::new(),
             wedged: false,
+            dead: false,
             leave_after_reads: None,
             flaky: Vec::new(),
             flaky_pos: 0,
@@ -351,7 +354,7 @@ impl SimState {
     }
 
     fn host_bytes(&mut self, bytes: &[u8]) {
-        if self.wedged {
+        if self.wedged || self.dead {
             self.stats.ignored_while_wedged += 1;
             return;
         }
@@ -465,7 +468,7 @@ impl SimState {
     }
 
     fn ready(&mut self) -> bool {
-        if self.wedged {
+        if self.wedged || self.dead {
             return false;
         }
         if self.waiting_for_card && self.out.is_empty() && self.card_in_field() {
@@ -539,6 +542,20 @@ impl SimReaderHandle {
     /// Un-wedges the reader as if it recovered by itself (power glitch over).
     pub fn unwedge(&self) {
         self.lock().wedged = false;
+    }
+
+    /// Breaks the reader for good (a dead chip or a cut cable): it answers nothing and a
+    /// reset does not revive it, until [`Self::repair`].
+    pub fn break_down(&self) {
+        let mut s = self.lock();
+        s.dead = true;
+        s.out.clear();
+        s.out_pos = 0;
+    }
+
+    /// The broken reader is replaced.
+    pub fn repair(&self) {
+        self.lock().dead = false;
     }
 
     /// Whether the reader is wedged.

@@ -195,7 +195,8 @@ fn one() -> u32 {
     1
 }
 
-/// `POST /sim/nfc/fault`: `wedge`, `unwedge`, `corrupt` (next `count` responses),
+/// `POST /sim/nfc/fault`: `wedge`, `unwedge`, `break` (dead until `repair`: a reset does
+/// not help), `repair`, `corrupt` (next `count` responses),
 /// `leave-mid-read` (the card leaves after `count` page reads).
 pub(super) async fn sim_nfc_fault(
     State(h): State<Handle>,
@@ -208,12 +209,16 @@ pub(super) async fn sim_nfc_fault(
     match b.fault.as_str() {
         "wedge" => reader.wedge(),
         "unwedge" => reader.unwedge(),
+        "break" => reader.break_down(),
+        "repair" => reader.repair(),
         "corrupt" => reader.corrupt_next_responses(b.count),
         "leave-mid-read" => reader.leave_after_reads(b.count),
         other => {
             return Err(bad(
                 "bad_fault",
-                format!("`{other}` is not one of wedge, unwedge, corrupt, leave-mid-read"),
+                format!(
+                "`{other}` is not one of wedge, unwedge, break, repair, corrupt, leave-mid-read"
+            ),
             ))
         }
     }
