@@ -284,7 +284,7 @@ fn broker(cfg: &Config) -> Check {
     })
 }
 
-fn clock() -> Check {
+pub(crate) fn clock() -> Check {
     if Path::new("/run/systemd/timesync/synchronized").exists() {
         return check("clock", Status::Ok, "synchronised (systemd-timesyncd)", "");
     }
@@ -305,7 +305,7 @@ fn clock() -> Check {
     }
 }
 
-fn disk(state_dir: &Path) -> Check {
+pub(crate) fn disk(state_dir: &Path) -> Check {
     let probe = std::iter::successors(Some(state_dir), |p| p.parent())
         .find(|p| p.exists())
         .unwrap_or(Path::new("/"));
@@ -413,6 +413,106 @@ fn models(cfg: &Config) -> Check {
         ),
         "",
     )
+}
+
+/// The same checks for the running daemon, from what its threads report (the devices are
+/// in use, so they are not opened again): the service page's "Diagnostics".
+pub fn live(h: &crate::runtime::Handle) -> Vec<Check> {
+    let mut out = vec![check(
+        "version",
+        Status::Ok,
+        format!("vendd {}", crate::runtime::VERSION),
+        "",
+    )];
+    let r = h.readers.report();
+    out.push(match &r.nfc {
+        None => check("nfc", Status::Skip, "no reader configured", ""),
+        Some(n) if n.ok => check(
+            "nfc",
+            Status::Ok,
+            format!("answering ({} resets so far)", n.resets),
+            "",
+        ),
+        Some(n) => check(
+            "nfc",
+            Status::Fail,
+            format!("not answering (wedged: {}, resets: {})", n.wedged, n.resets),
+            "check the PN532's cable and power; the daemon keeps resetting it; cards are not \
+             offered meanwhile (codes and face are)",
+        ),
+    });
+    out.push(match &r.camera {
+        None => check("camera", Status::Skip, "no camera configured", ""),
+        Some(c) if c.ok => check(
+            "camera",
+            Status::Ok,
+            format!("{} frames, {} errors", c.frames, c.errors),
+            "",
+        ),
+        Some(c) => check(
+            "camera",
+            Status::Fail,
+            format!("no frames ({} errors)", c.errors),
+            "check the camera's cable (`v4l2-ctl --list-devices`); codes and face are not \
+             offered meanwhile",
+        ),
+    });
+    out.push(match &h.link {
+        None => check("broker", Status::Skip, "reporting off ([mqtt])", ""),
+        Some(l) => {
+            let l = l.borrow().clone();
+            if l.connected && l.fault.is_none() {
+                check(
+                    "broker",
+                    Status::Ok,
+                    format!("connected, {} reports waiting", l.backlog),
+                    "",
+                )
+            } else {
+                check(
+                    "broker",
+                    Status::Fail,
+                    format!(
+                        "{} ({} reports waiting)",
+                        l.fault.unwrap_or_else(|| "not connected".into()),
+                        l.backlog
+                    ),
+                    "check the network and the broker; the machine sells offline and sends \
+                     everything when the link is back",
+                )
+            }
+        }
+    });
+    out.push(match &h.face {
+        None => check("models", Status::Skip, "face pay off", ""),
+        Some(d) => {
+            let s = d.status();
+            if s.available {
+                check("models", Status::Ok, "face models loaded and verified", "")
+            } else {
+                check(
+                    "models",
+                    Status::Fail,
+                    s.problem.unwrap_or_else(|| "loading".into()),
+                    "fetch and verify them: scripts/models.sh (or reinstall the package)",
+                )
+            }
+        }
+    });
+    out.push(match &h.kiosk.voice {
+        None => check("audio", Status::Skip, "voice prompts off", ""),
+        Some(_) => check("audio", Status::Ok, "speaker running", ""),
+    });
+    out.push(clock());
+    out.push(disk(&h.state_dir));
+    let seq = h.snapshot.borrow().session.journal_seq;
+    out.push(check(
+        "journal",
+        Status::Ok,
+        format!("open, last record {seq}"),
+        "",
+    ));
+    out
 }
 
 /// The report as text: one line per check, the fix under each that is not fine.

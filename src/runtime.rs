@@ -89,6 +89,8 @@ pub struct Handle {
     pub journal: crate::journal::JournalReader,
     /// Machine id (receipts).
     pub machine_id: String,
+    /// The state directory (journal, gallery).
+    pub state_dir: PathBuf,
     /// Identity for the DEX file, and the currency.
     pub machine: crate::config::Machine,
     /// The currency.
@@ -608,6 +610,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         machine_id: cfg.machine.id.clone(),
         machine: cfg.machine.clone(),
         currency: cfg.catalog.currency,
+        state_dir: opts.state_dir.clone(),
         day_offset_s: cfg.day_offset_s,
         metrics: core.metrics.clone(),
         listen_trigger: cfg.kiosk.listen.as_ref().map(|l| match l.trigger {

@@ -161,6 +161,17 @@ fn a_shopper_buys_by_touch_is_declined_is_not_charged_switches_language_and_exte
         "no card while the reader is down"
     );
     b.screenshot(&dir.join("11-reader-down.png"));
+    // The service page's diagnostics say so too, with the fix.
+    let doc = d.get("/api/service/doctor");
+    let nfc = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "nfc")
+        .cloned()
+        .expect("nfc check");
+    assert_eq!(nfc["status"], "fail", "{doc}");
+    assert!(nfc["fix"].as_str().unwrap().contains("cable"), "{doc}");
     b.click("#cancel");
     assert_eq!(d.post("/sim/nfc/fault", json!({"fault": "repair"})).0, 200);
     b.wait_text("#prompt", 10, |t| t == en("screen.products"));
@@ -215,6 +226,7 @@ fn a_shopper_buys_by_touch_is_declined_is_not_charged_switches_language_and_exte
     let catalog_a3 = d.get("/api/catalog");
     assert_eq!(a3(&catalog_a3), Some(7), "the test item came off the count");
     let _ = stock_before;
+    b.wait_text("#doctor-nfc", 10, |t| t.starts_with("OK"));
     b.screenshot(&dir.join("09-service.png"));
     assert_eq!(d.post("/sim/door", json!({"open": false})).0, 200);
     b.wait_text("#prompt", 15, |t| t == en("screen.products"));

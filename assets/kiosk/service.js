@@ -57,6 +57,16 @@ async function refresh() {
     });
   }
   $("#camera").src = "/api/service/camera.jpg?t=" + Date.now();
+  const doc = await api("GET", "/api/service/doctor");
+  if (doc.status === 200) {
+    const db = $("#doctor tbody"); db.replaceChildren();
+    for (const c of doc.data.checks) {
+      const tr = document.createElement("tr");
+      tr.id = "doctor-" + c.name;
+      cell(tr, c.status.toUpperCase()); cell(tr, c.name); cell(tr, c.detail + (c.fix && c.status !== "ok" ? " — " + c.fix : ""));
+      db.appendChild(tr);
+    }
+  }
 }
 
 (async () => {

@@ -78,6 +78,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/receipt.png", get(kiosk::receipt_png))
         .route("/api/service/sessions", get(service::sessions))
         .route("/api/service/dex", get(service::dex))
+        .route("/api/service/doctor", get(service::doctor))
         .route("/api/service/test-vend", post(service_test_vend))
         .route("/api/service/camera.jpg", get(service::camera));
     if handle.sim.is_some() {

@@ -123,6 +123,15 @@ pub(super) async fn sessions(State(h): State<Handle>, Query(q): Query<Limit>) ->
     Ok(Json(json!({"sessions": res.0, "today": res.1})))
 }
 
+/// `GET /api/service/doctor`: the `vendd doctor` checks of the running daemon, from what
+/// its threads report.
+pub(super) async fn doctor(State(h): State<Handle>) -> ApiResult {
+    let checks = tokio::task::spawn_blocking(move || crate::doctor::live(&h))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "doctor", e.to_string()))?;
+    Ok(Json(json!({ "checks": checks })))
+}
+
 /// `GET /api/service/dex`: the DEX/EVA-DTS audit file, from the journal.
 pub(super) async fn dex(State(h): State<Handle>) -> Result<Response, ApiError> {
     let (j, m, c, off) = (
