@@ -205,6 +205,7 @@ impl Fixture {
         rt.block_on(async move {
             let t = Instant::now();
             let ch = Channels {
+                diagnostics: std::sync::Arc::new(std::sync::OnceLock::new()),
                 committed: committed_rx,
                 snapshot: snap_rx,
                 status: status_tx,

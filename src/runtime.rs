@@ -498,6 +498,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
     core.journal.checkpoint(core.ctl.state())?;
     core.journal.commit()?;
     core.publish();
+    let diagnostics = std::sync::Arc::new(std::sync::OnceLock::new());
     let (link, link_rx) = match &cfg.mqtt {
         Some(m) => {
             let id = Identity {
@@ -515,6 +516,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
             let (auth_tx, auth_rx) = mpsc::unbounded_channel();
             core.auth = Some(auth_tx);
             let ch = Channels {
+                diagnostics: diagnostics.clone(),
                 committed: committed_rx,
                 snapshot: snap_rx.clone(),
                 status: status_tx,
@@ -619,6 +621,8 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
             crate::speech::Trigger::Always => "always",
         }),
     };
+    // The link's `doctor` command reports from the handle.
+    let _ = diagnostics.set(handle.clone());
     Ok(Started {
         handle,
         core,

@@ -910,6 +910,29 @@ mod commands {
                 "{a}"
             );
         }
+        // Doctor: the running daemon's checks on <root>/doctor.
+        let doctor = Subscriber::start(
+            &op.broker,
+            &crate::broker::unique_client_id("operator-doctor"),
+            &format!("{ROOT}/doctor"),
+            false,
+        );
+        let r = op.run("doctor", "dr-1", json!({}));
+        assert_eq!(code(&r), (Some(true), Some("ok")), "{r}");
+        let msgs = doctor.wait_for(|m| !m.is_empty(), Duration::from_secs(10));
+        let dr = msgs[0].json();
+        assert_eq!(dr["command_id"], "dr-1", "{dr}");
+        let checks = dr["checks"].as_array().expect("checks");
+        let status = |name: &str| {
+            checks
+                .iter()
+                .find(|c| c["name"] == name)
+                .map(|c| c["status"].clone())
+        };
+        assert_eq!(status("broker"), Some(json!("ok")), "{dr}");
+        assert_eq!(status("nfc"), Some(json!("ok")), "{dr}");
+        assert_eq!(status("journal"), Some(json!("ok")), "{dr}");
+
         // The DEX/EVA-DTS file comes with it, and verifies.
         let dex = vendd::dex::parse(a["dex"].as_str().expect("dex text")).expect("parses");
         dex.verify().expect("CRC and segment count");
@@ -945,7 +968,7 @@ mod commands {
             .filter(|r| r["type"] == "remote_command")
             .map(|r| r["id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, ["ul-1", "ae-1", "rc-1"]);
+        assert_eq!(ids, ["ul-1", "ae-1", "dr-1", "rc-1"]);
         let (code, out, _) = vendctl(&op.state, &["journal", "verify"]);
         assert_eq!(code, 0, "{out}");
     }

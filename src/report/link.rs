@@ -71,6 +71,8 @@ pub struct Channels {
     pub core: tokio::sync::mpsc::Sender<Request>,
     /// Authorisation requests from the core.
     pub auth: tokio::sync::mpsc::UnboundedReceiver<AuthRequest>,
+    /// The daemon's handle, once it exists (the `doctor` command reports from it).
+    pub diagnostics: Arc<std::sync::OnceLock<crate::runtime::Handle>>,
 }
 
 /// A payment to authorise online (from the controller's `RequestAuth`).
@@ -259,6 +261,8 @@ pub struct Link {
     started: Instant,
     connects: u64,
     last_error: Option<String>,
+    /// The daemon's handle for `doctor` (set once the daemon is up).
+    diagnostics: Arc<std::sync::OnceLock<crate::runtime::Handle>>,
 }
 
 impl Link {
@@ -279,6 +283,7 @@ impl Link {
             status,
             core,
             auth: auth_rx,
+            diagnostics,
         } = ch;
         let started = Instant::now();
         let (client, eventloop) = AsyncClient::new(options(&cfg, &id, started)?, REQUEST_CAPACITY);
@@ -320,6 +325,7 @@ impl Link {
             status,
             core,
             auth_rx,
+            diagnostics,
             auth_pending: std::collections::BTreeMap::new(),
             offline_captures: std::collections::BTreeMap::new(),
             client,
@@ -666,6 +672,9 @@ impl Link {
                 }
             }
         }
+        if let RemoteCommand::Doctor {} = v.command {
+            self.publish_doctor(&v.id, now);
+        }
         if let RemoteCommand::AuditExport {} = v.command {
             // The counters as the core last published them; the command is then journaled
             // (no core effect) and answered from the journal like every other.
@@ -735,6 +744,25 @@ impl Link {
             }),
         });
         self.publish_under_root("audit", payload.to_string());
+    }
+
+    /// Publishes the `vendd doctor` checks of the running daemon (from its threads' status)
+    /// on `<root>/doctor`, QoS 1, not retained.
+    fn publish_doctor(&mut self, command_id: &str, now: u64) {
+        let checks = match self.diagnostics.get() {
+            Some(h) => serde_json::to_value(crate::doctor::live(h)).unwrap_or_default(),
+            None => serde_json::Value::Null,
+        };
+        let payload = json!({
+            "schema": super::event::SCHEMA_VERSION,
+            "machine": self.id.machine,
+            "site": self.id.site,
+            "command_id": command_id,
+            "ts": now,
+            "ts_iso": rfc3339_utc_ms(now),
+            "checks": checks,
+        });
+        self.publish_under_root("doctor", payload.to_string());
     }
 
     fn publish_result(&mut self, name: &str, payload: String) {

@@ -26,7 +26,7 @@ pub const MAX_UNLOCK_SECONDS: u32 = 300;
 pub const MAX_DENY_ENTRIES: usize = 1_000;
 
 /// Every command name, as used in the envelope's `name` and the topic `cmd/<name>`.
-pub const COMMAND_NAMES: [&str; 13] = [
+pub const COMMAND_NAMES: [&str; 14] = [
     "set_prices",
     "set_planogram",
     "restock",
@@ -40,6 +40,7 @@ pub const COMMAND_NAMES: [&str; 13] = [
     "clear_fault",
     "reset_counters",
     "erase_face",
+    "doctor",
 ];
 
 /// One `set_prices` entry.
@@ -131,6 +132,9 @@ pub enum RemoteCommand {
     },
     /// Reset the since-reset audit counters ([`Input::ResetCounters`]).
     ResetCounters {},
+    /// Run the `vendd doctor` checks on the running daemon and publish them on `doctor`.
+    /// Handled by the link.
+    Doctor {},
     /// Erase an account's face enrolment ([`Input::FaceErased`], by the operator).
     EraseFace {
         /// The account: the credential hash the face is linked to (64 hex characters).
@@ -155,6 +159,7 @@ impl RemoteCommand {
             RemoteCommand::ClearFault { .. } => "clear_fault",
             RemoteCommand::ResetCounters {} => "reset_counters",
             RemoteCommand::EraseFace { .. } => "erase_face",
+            RemoteCommand::Doctor {} => "doctor",
         }
     }
 
@@ -239,6 +244,7 @@ impl RemoteCommand {
             | RemoteCommand::Void { .. }
             | RemoteCommand::UnlockDoor { .. }
             | RemoteCommand::AuditExport {}
+            | RemoteCommand::Doctor {}
             | RemoteCommand::ReloadConfig {} => Vec::new(),
         }
     }
@@ -479,12 +485,13 @@ pub fn parse_args(name: &str, args: &Value) -> Result<RemoteCommand, CommandErro
             let a: SlotArgs = from_args(args).map_err(bad)?;
             RemoteCommand::ClearFault { slot: a.slot }
         }
-        "audit_export" | "reload_config" | "reset_counters" => {
+        "audit_export" | "reload_config" | "reset_counters" | "doctor" => {
             let NoArgs {} =
                 from_args(args).map_err(|e| bad(format!("{e} (send \"args\":{{}})")))?;
             match name {
                 "audit_export" => RemoteCommand::AuditExport {},
                 "reload_config" => RemoteCommand::ReloadConfig {},
+                "doctor" => RemoteCommand::Doctor {},
                 _ => RemoteCommand::ResetCounters {},
             }
         }

@@ -168,6 +168,7 @@ fn examples() -> Vec<(&'static str, Value, RemoteCommand)> {
                 account: HASH_A.into(),
             },
         ),
+        ("doctor", json!({}), RemoteCommand::Doctor {}),
     ]
 }
 
@@ -816,6 +817,11 @@ fn bad_args() -> Vec<(&'static str, Value, &'static str)> {
             "erase_face",
             json!({"account": HASH_A, "extra": 1}),
             "unknown field",
+        ),
+        (
+            "doctor",
+            json!({"verbose": true}),
+            "unknown field `verbose`",
         ),
     ]
 }
