@@ -69,6 +69,8 @@ struct RawConfig {
     merchant_qr: Option<Spanned<RawMerchantQr>>,
     #[serde(default)]
     face: Option<Spanned<RawFace>>,
+    #[serde(default)]
+    retention: crate::journal::RetentionConfig,
     // Not `Spanned`: `[kiosk.voice]` alone (no `[kiosk]` line) is an implicit table, which
     // toml cannot give a span for.
     #[serde(default)]
@@ -546,6 +548,8 @@ pub struct Config {
     pub face: Option<crate::facepay::FacePayConfig>,
     /// The kiosk page's language and voice.
     pub kiosk: KioskConfig,
+    /// Journal retention (archiving and compaction).
+    pub retention: crate::journal::RetentionConfig,
 }
 
 struct Ctx<'a> {
@@ -973,6 +977,14 @@ impl Config {
         )?;
         let face = face_config(&cx, raw.face, &nfc, &codes, base)?;
         let kiosk = kiosk_config(&cx, raw.kiosk, base)?;
+        let r = &raw.retention;
+        if r.keep_records == 0 || r.batch == 0 || r.batch > 100_000 || r.rewrite_ratio < 2 {
+            return Err(cx.err(
+                find(text, "[retention]"),
+                "retention",
+                "keep_records ≥ 1, batch 1 to 100000 and rewrite_ratio ≥ 2",
+            ));
+        }
 
         Ok(Config {
             file: file.to_string(),
@@ -1008,6 +1020,7 @@ impl Config {
             codes,
             face,
             kiosk,
+            retention: raw.retention,
         })
     }
 }

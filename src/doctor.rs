@@ -330,13 +330,11 @@ pub(crate) fn disk(state_dir: &Path) -> Check {
         total / 1_000_000,
         probe.display()
     );
-    if free < 200_000_000 || free * 20 < total {
-        check(
-            "disk",
-            Status::Fail,
-            detail,
-            "free space on the state directory's disk (the journal needs room to commit)",
-        )
+    let fix = "free space on the state directory's disk (the journal needs room to commit)";
+    if free < 200_000_000 {
+        check("disk", Status::Fail, detail, fix)
+    } else if free < 1_000_000_000 || free * 20 < total {
+        check("disk", Status::Warn, detail, fix)
     } else {
         check("disk", Status::Ok, detail, "")
     }

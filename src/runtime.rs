@@ -34,6 +34,8 @@ const QUEUE: usize = 256;
 
 /// How long shutdown waits for a vend under way to report before journaling it as unknown.
 const SHUTDOWN_VEND_GRACE: Duration = Duration::from_secs(10);
+/// How often a retention step runs (when idle).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// Current wall-clock time in ms since the epoch: the only clock the core sees.
 pub fn now_ms() -> Millis {
@@ -373,6 +375,33 @@ impl CoreLoop {
         Ok(out)
     }
 
+    /// One retention step when idle; a failure to archive is reported, a journal that
+    /// refuses writes stops the daemon (systemd restarts it and recovery finishes the step).
+    fn compact(&mut self, cfg: &crate::journal::RetentionConfig) -> Result<(), JournalError> {
+        if !cfg.enabled || self.ctl.phase() != Phase::Idle {
+            return Ok(());
+        }
+        match self.journal.compact(self.ctl.state(), cfg, now_ms()) {
+            Ok(r) => {
+                if r.archived > 0 || r.rewrote {
+                    info!(
+                        archived = r.archived,
+                        rewrote = r.rewrote,
+                        "journal retention"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                warn!(cause = %e, "journal retention failed; retrying later");
+                if self.journal.refuses_writes() {
+                    return Err(e);
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn timeout(&mut self) -> Result<(), JournalError> {
         let cmds = self.ctl.handle_timeout(now_ms());
         self.execute(cmds)?;
@@ -398,6 +427,7 @@ pub struct Started {
     link: Option<Link>,
     readers_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     reader_threads: Vec<JoinHandle<()>>,
+    retention: crate::journal::RetentionConfig,
 }
 
 /// Opens the journal, recovers, builds the machine and the device threads.
@@ -633,6 +663,7 @@ pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
         link,
         readers_stop: readers.stop,
         reader_threads,
+        retention: cfg.retention.clone(),
     })
 }
 
@@ -770,6 +801,10 @@ impl Started {
         let link_task = self.link.take().map(|l| tokio::spawn(l.run(link_stop_rx)));
         let wd = sysd::watchdog_interval();
         let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
+        // Journal retention: archive and compact while nobody is shopping, a bounded batch
+        // at a time (see src/journal/retention.rs).
+        let mut retention = tokio::time::interval(RETENTION_EVERY);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result: Result<(), RuntimeError> = loop {
             let sleep = self.core.ctl.poll_timeout().map(|t| {
                 let now = now_ms();
@@ -790,6 +825,11 @@ impl Started {
                     if let Err(e) = tokio::task::block_in_place(|| self.core.timeout()) { break Err(e.into()); }
                 }
                 _ = tick.tick() => { if wd.is_some() { sysd::watchdog(); } }
+                _ = retention.tick() => {
+                    if let Err(e) = tokio::task::block_in_place(|| self.core.compact(&self.retention)) {
+                        break Err(e.into());
+                    }
+                }
             }
         };
         sysd::stopping();

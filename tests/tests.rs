@@ -17,6 +17,7 @@ mod mqtt_session;
 mod package;
 mod payments;
 mod qr_corpus;
+mod retention;
 mod systemd;
 mod vendctl_mqtt;
 mod voice;

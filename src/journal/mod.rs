@@ -1,23 +1,29 @@
 //! The write-ahead journal on sled 0.34.7.
 //!
 //! Records live in the `log` tree under big-endian `u64` sequence keys, starting at 1,
-//! append-only: nothing is ever deleted or rewritten, so sled 0.34's habit of never giving
-//! deleted space back does not bite. The `meta` tree holds one overwritten key, a checkpoint
-//! of the folded [`State`] and the sequence it covers, so start-up replays only the tail.
+//! append-only: a record is never rewritten, and it leaves sled only through retention
+//! ([`retention`]), which first moves it into a gzip JSON-lines file per day under
+//! `archive/` and later rewrites the database into a fresh directory, because sled 0.34
+//! never gives deleted space back. [`Journal::iter_from`] reads archive and live records as
+//! one sequence. The `meta` tree holds a checkpoint of the folded [`State`] and the sequence
+//! it covers, so start-up replays only the tail, plus retention's progress keys.
 //!
 //! A commit point is `Db::flush` followed by `fdatasync` of sled's data file: sled's own
 //! flush uses `sync_file_range`, which is not durable on power loss (sled issue #1452).
 
 mod error;
 pub mod export;
+pub mod retention;
 #[cfg(test)]
 mod tests;
 
 pub use error::JournalError;
+pub use retention::{CompactReport, Hold, RecoveryReport, RetentionConfig};
 
 use crate::core::{Stamped, State};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// `Result` with a [`JournalError`].
@@ -38,12 +44,34 @@ pub struct Journal {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// The trees [`JournalReader`]s use; replaced when retention rewrites the database.
+    shared: Arc<RwLock<Trees>>,
     data_files: Vec<File>,
     next_seq: u64,
     uncommitted: u64,
     since_checkpoint: u64,
+    /// Sequence the stored checkpoint covers (0: none).
+    checkpoint_seq: u64,
+    /// Records `1..=archived.through` are in the archive files and no longer in `log`.
+    archived: retention::Archived,
+    /// Set when a database rewrite failed half-way: the handle no longer points at the
+    /// journal directory, so every write is refused until a restart recovers.
+    poisoned: bool,
+    recovery: RecoveryReport,
     last_commit: Duration,
     commits: u64,
+}
+
+/// The sled trees, shared with readers so a database rewrite can swap them.
+#[derive(Clone)]
+struct Trees {
+    log: sled::Tree,
+    meta: sled::Tree,
+}
+
+#[derive(serde::Deserialize)]
+struct CheckpointSeq {
+    seq: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -58,40 +86,72 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Locked`] when another process (a running vendd) has it open;
     /// [`JournalError::Open`] for anything else sled or the file system refuses.
+    ///
+    /// Opening finishes or rolls back whatever retention step a crash interrupted (see
+    /// [`retention`]); [`Journal::recovery`] tells what was done.
     pub fn open(dir: &Path) -> Result<Journal> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| JournalError::open(dir, e))?;
-        let log = db
-            .open_tree("log")
-            .map_err(|e| JournalError::open(dir, e))?;
-        let meta = db
-            .open_tree("meta")
-            .map_err(|e| JournalError::open(dir, e))?;
-        let next_seq = match log.last().map_err(|e| JournalError::open(dir, e))? {
-            Some((k, _)) => key_seq(&k)? + 1,
-            None => 1,
+        let mut recovery = retention::recover_dirs(dir)?;
+        let (db, log, meta) = open_sled(dir)?;
+        let archived = retention::Archived::load(&meta, dir)?;
+        let last = match log.last().map_err(|e| JournalError::open(dir, e))? {
+            Some((k, _)) => key_seq(&k)?,
+            None => 0,
+        };
+        let checkpoint_seq = match meta
+            .get(CHECKPOINT_KEY)
+            .map_err(|e| JournalError::open(dir, e))?
+        {
+            Some(v) => {
+                serde_json::from_slice::<CheckpointSeq>(&v)
+                    .map_err(|e| JournalError::Corrupt {
+                        seq: 0,
+                        message: format!("checkpoint: {e}"),
+                    })?
+                    .seq
+            }
+            None => 0,
         };
         // fsync the directory once so the files sled just created are reachable.
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         let data_files = data_files(dir)?;
-        Ok(Journal {
+        let shared = Arc::new(RwLock::new(Trees {
+            log: log.clone(),
+            meta: meta.clone(),
+        }));
+        let next_seq = last.max(archived.through) + 1;
+        let mut j = Journal {
             dir: dir.to_path_buf(),
             db,
             log,
             meta,
+            shared,
             data_files,
             next_seq,
             uncommitted: 0,
             since_checkpoint: 0,
+            checkpoint_seq,
+            archived,
+            poisoned: false,
+            recovery: RecoveryReport::default(),
             last_commit: Duration::ZERO,
             commits: 0,
-        })
+        };
+        j.recover_log(&mut recovery)?;
+        j.recovery = recovery;
+        Ok(j)
+    }
+
+    /// What opening had to finish or roll back after an interrupted retention step.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Highest sequence number moved to the archive (0: none); live records start after it.
+    pub fn archived_through(&self) -> u64 {
+        self.archived.through
     }
 
     /// The directory.
@@ -131,6 +191,7 @@ impl Journal {
     ///
     /// [`commit`]: Journal::commit
     pub fn append(&mut self, st: &Stamped) -> Result<u64> {
+        self.check_poisoned()?;
         let seq = self.next_seq;
         let bytes = serde_json::to_vec(st).map_err(|e| JournalError::Encode(e.to_string()))?;
         self.log
@@ -148,6 +209,7 @@ impl Journal {
     /// [`JournalError::Write`] when the flush or the fsync fails — the caller must not act
     /// on the records (the disk may be full or failing).
     pub fn commit(&mut self) -> Result<()> {
+        self.check_poisoned()?;
         let t = Instant::now();
         self.db
             .flush()
@@ -225,10 +287,27 @@ impl Journal {
             .insert(CHECKPOINT_KEY, bytes)
             .map_err(|e| JournalError::write(&self.dir, e))?;
         self.since_checkpoint = 0;
+        self.checkpoint_seq = cp.seq;
         Ok(())
     }
 
-    /// Reads one record.
+    /// Whether the journal refuses every write until a restart (a database rewrite failed
+    /// after its swap; the next start recovers).
+    pub fn refuses_writes(&self) -> bool {
+        self.poisoned
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(JournalError::Write {
+                path: self.dir.clone(),
+                message: "a database rewrite failed half-way; restart to recover".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads one live record (archived records are only read by [`Journal::iter_from`]).
     ///
     /// # Errors
     /// [`JournalError::Corrupt`] when the stored bytes do not decode.
@@ -243,13 +322,21 @@ impl Journal {
         }
     }
 
-    /// Iterates records from `from` (inclusive) in sequence order.
+    /// Iterates records from `from` (inclusive) in sequence order: archived records first
+    /// (read from the day files, one file in memory at a time), then live ones.
     pub fn iter_from(&self, from: u64) -> impl Iterator<Item = Result<(u64, Stamped)>> + '_ {
-        self.log.range(from.to_be_bytes()..).map(move |kv| {
+        let through = self.archived.through;
+        let archived: Box<dyn Iterator<Item = Result<(u64, Stamped)>>> = if from <= through {
+            Box::new(retention::archive_iter(&self.dir, from, through))
+        } else {
+            Box::new(std::iter::empty())
+        };
+        let live_from = from.max(through + 1);
+        archived.chain(self.log.range(live_from.to_be_bytes()..).map(move |kv| {
             let (k, v) = kv.map_err(|e| JournalError::read(&self.dir, e))?;
             let seq = key_seq(&k)?;
             Ok((seq, decode(seq, &v)?))
-        })
+        }))
     }
 
     /// Rebuilds the durable state: the checkpoint (if any) plus every later record, or
@@ -288,8 +375,7 @@ impl Journal {
     pub fn reader(&self) -> JournalReader {
         JournalReader {
             dir: self.dir.clone(),
-            log: self.log.clone(),
-            meta: self.meta.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -303,18 +389,28 @@ impl Journal {
 /// number was acknowledged by the broker. One overwritten key, never a queue.
 const REPORT_CURSOR_KEY: &[u8] = b"report_cursor";
 
-/// Read access to the journal from another task, plus the report cursor.
+/// Read access to the journal from another task, plus the report cursor. It follows the
+/// journal when retention rewrites the database; an iteration under way at that moment
+/// finishes on the old trees, and a cursor stored into them then is lost, which only means
+/// reports are sent again.
 #[derive(Clone)]
 pub struct JournalReader {
     dir: PathBuf,
-    log: sled::Tree,
-    meta: sled::Tree,
+    shared: Arc<RwLock<Trees>>,
 }
 
 impl JournalReader {
-    /// Iterates records from `from` (inclusive).
+    fn trees(&self) -> Trees {
+        self.shared
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Iterates live records from `from` (inclusive). Retention never archives a record
+    /// after the report cursor, so the outbox always finds its records here.
     pub fn iter_from(&self, from: u64) -> impl Iterator<Item = Result<(u64, Stamped)>> + '_ {
-        self.log.range(from.to_be_bytes()..).map(move |kv| {
+        self.trees().log.range(from.to_be_bytes()..).map(move |kv| {
             let (k, v) = kv.map_err(|e| JournalError::read(&self.dir, e))?;
             let seq = key_seq(&k)?;
             Ok((seq, decode(seq, &v)?))
@@ -323,7 +419,8 @@ impl JournalReader {
 
     /// The last sequence number written (0 when empty).
     pub fn last_seq(&self) -> u64 {
-        self.log
+        self.trees()
+            .log
             .last()
             .ok()
             .flatten()
@@ -333,7 +430,8 @@ impl JournalReader {
 
     /// The persisted report cursor (0 before the first acknowledgement).
     pub fn report_cursor(&self) -> u64 {
-        self.meta
+        self.trees()
+            .meta
             .get(REPORT_CURSOR_KEY)
             .ok()
             .flatten()
@@ -347,11 +445,28 @@ impl JournalReader {
     /// # Errors
     /// [`JournalError::Write`] if sled refuses the write.
     pub fn set_report_cursor(&self, seq: u64) -> Result<()> {
-        self.meta
+        self.trees()
+            .meta
             .insert(REPORT_CURSOR_KEY, &seq.to_be_bytes())
             .map_err(|e| JournalError::write(&self.dir, e))?;
         Ok(())
     }
+}
+
+/// Opens sled in `dir` with the journal's settings and its two trees.
+fn open_sled(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+        .map_err(|e| JournalError::open(dir, e))?;
+    let log = db
+        .open_tree("log")
+        .map_err(|e| JournalError::open(dir, e))?;
+    let meta = db
+        .open_tree("meta")
+        .map_err(|e| JournalError::open(dir, e))?;
+    Ok((db, log, meta))
 }
 
 fn key_seq(k: &[u8]) -> Result<u64> {
