@@ -321,16 +321,7 @@ pub(super) fn date_time(at: Millis, offset_s: i64) -> (String, String) {
         .unwrap_or(i64::MAX)
         .saturating_add(offset_s);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::report::event::civil_from_days(days);
     (
         format!("{year:04}{month:02}{day:02}"),
         format!("{:02}{:02}{:02}", sod / 3600, sod % 3600 / 60, sod % 60),

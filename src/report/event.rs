@@ -865,9 +865,20 @@ fn decline_kind(reason: &DeclineReason) -> &'static str {
 /// `2023-11-14T22:13:20.000Z` (proleptic Gregorian calendar; no clock crate needed).
 pub fn rfc3339_utc_ms(ms: Millis) -> String {
     let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
     let sod = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        ms % 1000
+    )
+}
+
+/// (year, month, day) of a day number counted from 1970-01-01 (proleptic Gregorian; Howard
+/// Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -877,13 +888,7 @@ pub fn rfc3339_utc_ms(ms: Millis) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60,
-        ms % 1000
-    )
+    (year, month, day)
 }
 
 #[cfg(test)]

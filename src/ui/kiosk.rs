@@ -242,16 +242,7 @@ pub(super) async fn receipt_png(
     Query(q): Query<SidQuery>,
 ) -> Result<Response, ApiError> {
     let text = receipt_text(&h, q.sid).ok_or_else(no_receipt)?;
-    let png = crate::qr::render_qr_png(&text, 4)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "render", e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        png,
-    )
-        .into_response())
+    super::pay::qr_png_response(&text, 4)
 }
 
 #[derive(Deserialize)]

@@ -108,7 +108,12 @@ pub(super) async fn get_qr(State(h): State<Handle>) -> ApiResult {
 /// `GET /api/pay/qr.png`: the open QR payment as an image, 8 px per module.
 pub(super) async fn get_qr_png(State(h): State<Handle>) -> Result<Response, ApiError> {
     let payload = current_payload(&h)?;
-    let png = crate::qr::render_qr_png(&payload, 8)
+    qr_png_response(&payload, 8)
+}
+
+/// `text` as a QR code PNG response (`module_px` pixels per module), never cached.
+pub(super) fn qr_png_response(text: &str, module_px: u32) -> Result<Response, ApiError> {
+    let png = crate::qr::render_qr_png(text, module_px)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "render", e.to_string()))?;
     Ok((
         [
