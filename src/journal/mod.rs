@@ -454,12 +454,30 @@ impl JournalReader {
 }
 
 /// Opens sled in `dir` with the journal's settings and its two trees.
+/// How long an open waits out a lock conflict before reporting [`JournalError::Locked`].
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled. Its file lock is an `flock` on `<dir>/db`, so it outlives the handle that
+/// took it for a moment: a sled background thread finishing after the last handle dropped,
+/// or a child process forked elsewhere in this process (a test spawning a tool, vendd
+/// spawning the speech player) that has not yet exec'd and still shares the descriptor. A
+/// conflict is therefore retried for [`LOCK_WAIT`]; a lock still held after that belongs
+/// to a real second owner (another vendd) and is reported as `Locked`.
 fn open_sled(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(CACHE_BYTES)
-        .open()
-        .map_err(|e| JournalError::open(dir, e))?;
+    let start = Instant::now();
+    let db = loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| JournalError::open(dir, e))
+        {
+            Err(JournalError::Locked { .. }) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => break r?,
+        }
+    };
     let log = db
         .open_tree("log")
         .map_err(|e| JournalError::open(dir, e))?;

@@ -414,22 +414,6 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens the swapped-in database. sled may hold the copy's file lock for a moment after
-/// the copy was dropped (a background thread finishing, or a child process forked
-/// elsewhere that has not yet exec'd), so a lock conflict is retried for up to two seconds.
-fn reopen(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
-    let mut tries = 0;
-    loop {
-        match open_sled(dir) {
-            Err(JournalError::Locked { .. }) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            r => return r,
-        }
-    }
-}
-
 impl Journal {
     /// Runs retention once: archives what the horizon allows (at most `cfg.batch`
     /// records) and rewrites the database when garbage is large (see the module docs).
@@ -665,7 +649,7 @@ impl Journal {
             sync_dir(&self.dir)?;
             sync_dir(&new)?;
         }
-        let (db, log, meta) = reopen(&self.dir)?;
+        let (db, log, meta) = open_sled(&self.dir)?;
         self.data_files = data_files(&self.dir)?;
         *self
             .shared
