@@ -92,7 +92,8 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Journal> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
         let mut recovery = retention::recover_dirs(dir)?;
-        let (db, log, meta) = open_sled(dir)?;
+        let (db, log, meta, cleared) = open_sled(dir)?;
+        recovery.unfinished_snapshots_removed = cleared;
         let archived = retention::Archived::load(&meta, dir)?;
         let last = match log.last().map_err(|e| JournalError::open(dir, e))? {
             Some((k, _)) => key_seq(&k)?,
@@ -463,15 +464,22 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// spawning the speech player) that has not yet exec'd and still shares the descriptor. A
 /// conflict is therefore retried for [`LOCK_WAIT`]; a lock still held after that belongs
 /// to a real second owner (another vendd) and is reported as `Locked`.
-fn open_sled(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
+///
+/// Also returns how many unfinished sled snapshots were deleted first
+/// (see [`clear_unfinished_snapshots`]).
+fn open_sled(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree, u32)> {
     let start = Instant::now();
+    let mut cleared = 0;
     let db = loop {
-        match sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| JournalError::open(dir, e))
-        {
+        let opened = clear_unfinished_snapshots(dir).and_then(|n| {
+            cleared += n;
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+                .map_err(|e| JournalError::open(dir, e))
+        });
+        match opened {
             Err(JournalError::Locked { .. }) if start.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -484,7 +492,44 @@ fn open_sled(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
     let meta = db
         .open_tree("meta")
         .map_err(|e| JournalError::open(dir, e))?;
-    Ok((db, log, meta))
+    Ok((db, log, meta, cleared))
+}
+
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, fsyncs it and renames it to
+/// `snap.<lsn>`, at every open and now and then while running. But when it looks for the
+/// newest snapshot at open it also takes a `.generating` file, so a crash in the middle of
+/// that write leaves a database sled refuses as corrupt ("Read corrupted data at file
+/// offset None"; sled issue #1527). Such a file was never renamed into place, so it never
+/// became part of the database: the previous snapshot and the log still hold everything.
+/// It is deleted here, under the same `flock` sled takes on `<dir>/db`, so the snapshot a
+/// live owner is writing is never touched (a conflict is `Locked`, retried by the caller).
+fn clear_unfinished_snapshots(dir: &Path) -> Result<u32> {
+    use std::os::fd::AsRawFd;
+    let Ok(db) = File::open(dir.join("db")) else {
+        return Ok(0); // a new database
+    };
+    // SAFETY: flock on a descriptor this function owns; released when `db` is dropped.
+    if unsafe { libc::flock(db.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(JournalError::Locked {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, e))? {
+        let e = e.map_err(|e| JournalError::io(dir, e))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(e.path()).map_err(|err| JournalError::io(&e.path(), err))?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| JournalError::io(dir, e))?;
+    }
+    Ok(n)
 }
 
 fn key_seq(k: &[u8]) -> Result<u64> {

@@ -155,6 +155,9 @@ pub struct RecoveryReport {
     pub archive_redone: u64,
     /// Archived records still in sled that were removed.
     pub live_removed: u64,
+    /// Unfinished sled snapshot files (`snap.*.generating`, a snapshot write cut short)
+    /// deleted before sled opened; sled would otherwise refuse the database as corrupt.
+    pub unfinished_snapshots_removed: u32,
 }
 
 /// Retention's progress, stored as one `meta` key so both fields change together.
@@ -617,7 +620,7 @@ impl Journal {
             fs::remove_dir_all(&new).map_err(|e| JournalError::io(&new, e))?;
         }
         {
-            let (db, log, meta) = open_sled(&new)?;
+            let (db, log, meta, _) = open_sled(&new)?;
             for (from, to) in [(&self.log, &log), (&self.meta, &meta)] {
                 let mut batch = sled::Batch::default();
                 let mut n = 0;
@@ -649,7 +652,7 @@ impl Journal {
             sync_dir(&self.dir)?;
             sync_dir(&new)?;
         }
-        let (db, log, meta) = open_sled(&self.dir)?;
+        let (db, log, meta, _) = open_sled(&self.dir)?;
         self.data_files = data_files(&self.dir)?;
         *self
             .shared
