@@ -142,13 +142,25 @@ fn main() {
         // min over `repeat` decodes: robust against other load on the machine
         let mut ms = f64::INFINITY;
         let mut ok = false;
+        let mut pass = String::new();
         for _ in 0..repeat {
+            let before = dec.stats().pass_hits;
             let t0 = thread_cpu_ms();
             let got = dec.decode(&img);
             ms = ms.min(thread_cpu_ms() - t0);
             ok = got.iter().any(|d| &d.bytes == truth);
+            // the pass that read this frame (none when nothing was read)
+            pass = dec
+                .stats()
+                .pass_hits
+                .into_iter()
+                .zip(before)
+                .find(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| a.0)
+                .unwrap_or_default();
         }
-        per_frame.push(serde_json::json!({"file": key, "cls": cls, "ok": ok, "ms": ms}));
+        per_frame
+            .push(serde_json::json!({"file": key, "cls": cls, "ok": ok, "ms": ms, "pass": pass}));
         by_class.entry(cls.clone()).or_default().push((ok, ms));
         let group = if cls.starts_with("real-") {
             "ALL real"
