@@ -436,6 +436,9 @@ pub struct Started {
 /// [`RuntimeError`] when the journal or the hardware cannot be opened.
 pub fn start(cfg: &Config, opts: &Options) -> Result<Started, RuntimeError> {
     let journal = Journal::open(&opts.state_dir.join("journal"))?;
+    if let Some(done) = journal.recovery().summary() {
+        warn!(%done, "journal: finished what an interrupted write left (nothing was lost)");
+    }
     let fresh = State::new(cfg.catalog.clone(), cfg.day_offset_s);
     let (state, replayed) = journal.load_state(fresh)?;
     info!(replayed, next_seq = journal.next_seq(), dir = %journal.dir().display(), "journal replayed");

@@ -160,6 +160,42 @@ pub struct RecoveryReport {
     pub unfinished_snapshots_removed: u32,
 }
 
+impl RecoveryReport {
+    /// What opening had to finish or undo, in words for a log line or the doctor; `None`
+    /// when the journal was closed cleanly.
+    pub fn summary(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        if self.unfinished_snapshots_removed > 0 {
+            let n = u64::from(self.unfinished_snapshots_removed);
+            parts.push(format!("{n} unfinished sled snapshot{} removed", plural(n)));
+        }
+        if self.new_dir_removed {
+            parts.push(if self.archive_moved {
+                "a database rewrite finished (old copy removed, archive moved back)".to_string()
+            } else {
+                "an unfinished database copy removed".to_string()
+            });
+        }
+        if self.tmp_removed > 0 {
+            let n = u64::from(self.tmp_removed);
+            parts.push(format!("{n} partial archive file{} removed", plural(n)));
+        }
+        if self.archive_redone > 0 {
+            let n = self.archive_redone;
+            parts.push(format!("{n} record{} archived again", plural(n)));
+        }
+        if self.live_removed > 0 {
+            let n = self.live_removed;
+            parts.push(format!(
+                "{n} archived record{} removed from sled",
+                plural(n)
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
 /// Retention's progress, stored as one `meta` key so both fields change together.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Archived {

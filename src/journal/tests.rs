@@ -63,6 +63,11 @@ fn records_survive_a_reopen_and_the_sequence_continues() {
     j.commit().unwrap();
     drop(j);
     let mut j = Journal::open(dir.path()).unwrap();
+    assert_eq!(
+        j.recovery().summary(),
+        None,
+        "a clean close needs no recovery"
+    );
     assert_eq!(j.next_seq(), 11);
     assert_eq!(
         j.get(4).unwrap().unwrap(),
@@ -108,6 +113,10 @@ fn a_snapshot_write_cut_short_by_a_crash_is_discarded_and_nothing_is_lost() {
     }
     let j = Journal::open(dir.path()).unwrap();
     assert_eq!(j.recovery().unfinished_snapshots_removed, 1);
+    assert_eq!(
+        j.recovery().summary().as_deref(),
+        Some("1 unfinished sled snapshot removed")
+    );
     assert!(!torn.exists());
     let left: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
