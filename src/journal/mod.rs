@@ -454,11 +454,10 @@ impl JournalReader {
     }
 }
 
-/// Opens sled in `dir` with the journal's settings and its two trees.
 /// How long an open waits out a lock conflict before reporting [`JournalError::Locked`].
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
-/// Opens sled. Its file lock is an `flock` on `<dir>/db`, so it outlives the handle that
+/// Opens sled in `dir` with the journal's settings and its two trees. Its file lock is an `flock` on `<dir>/db`, so it outlives the handle that
 /// took it for a moment: a sled background thread finishing after the last handle dropped,
 /// or a child process forked elsewhere in this process (a test spawning a tool, vendd
 /// spawning the speech player) that has not yet exec'd and still shares the descriptor. A
@@ -525,9 +524,7 @@ fn clear_unfinished_snapshots(dir: &Path) -> Result<u32> {
         }
     }
     if n > 0 {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| JournalError::io(dir, e))?;
+        retention::sync_dir(dir)?;
     }
     Ok(n)
 }

@@ -238,7 +238,7 @@ fn parent(dir: &Path) -> PathBuf {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| JournalError::io(dir, e))
